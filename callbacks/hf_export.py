@@ -1,0 +1,90 @@
+"""Write the best model as a Hugging Face ``save_pretrained`` directory during training."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+__all__ = ["HFModelExport", "replace_dir"]
+
+
+def replace_dir(write, target: str | Path) -> None:
+    """Call ``write(tmp_dir)`` and swap the result into ``target`` by renames.
+
+    A crash at any point leaves either the previous complete directory or the new one, never a
+    half-written mix.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class HFModelExport(L.Callback):
+    """After each validation that improves ``monitor``, write the model, tokenizer and label names.
+
+    The directory loads with ``transformers.pipeline("text-classification", model=dirpath)``.
+
+    Args:
+        dirpath: output directory; None writes ``<log_dir>/hf_model``.
+        monitor: the logged metric that decides "best".
+        mode: ``max`` or ``min``.
+    """
+
+    def __init__(self, dirpath: str | None = None, monitor: str = "val/acc", mode: str = "max") -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.dirpath = dirpath
+        self.monitor = monitor
+        self.mode = mode
+        self.best: float | None = None
+        self.written_to: Path | None = None
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best = state_dict.get("best")
+
+    def _target(self, trainer: L.Trainer) -> Path:
+        if self.dirpath is not None:
+            return Path(self.dirpath)
+        return Path(trainer.log_dir or trainer.default_root_dir) / "hf_model"
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            raise KeyError(f"HFModelExport: metric '{self.monitor}' was not logged; logged: {sorted(trainer.callback_metrics)}")
+        value = float(value)
+        improved = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if not improved:
+            return
+        self.best = value
+        if trainer.is_global_zero:
+            tokenizer = getattr(trainer.datamodule, "tokenizer", None)
+            target = self._target(trainer)
+            replace_dir(lambda tmp: pl_module.save_hf(tmp, tokenizer), target)
+            self.written_to = target
+            rank_zero_info(f"HFModelExport: {self.monitor}={value:.4f}, wrote {target}")
+        # Other ranks wait, so nobody reads a directory that is still being written.
+        if trainer.world_size > 1:
+            trainer.strategy.barrier("hf_export")

@@ -1,0 +1,1 @@
+"""Shared helpers that are neither modules, datamodules nor callbacks."""
