@@ -19,8 +19,25 @@ class TextCLI(LightningCLI):
         parser.link_arguments("data.label_names", "model.init_args.label_names", apply_on="instantiate")
 
 
-def main(args: ArgsType = None) -> TextCLI:
-    """Run the CLI; ``args`` (a list or dict) replaces ``sys.argv`` for tests and scripts."""
+# Subcommands that are not Trainer methods: name -> (module, function taking an argument list).
+TOOLS = {
+    "export": ("export.cli", "export_main"),
+    "benchmark": ("export.cli", "benchmark_main"),
+}
+
+
+def main(args: ArgsType = None):
+    """Run the CLI; ``args`` (a list or dict) replaces ``sys.argv`` for tests and scripts.
+
+    ``fit|validate|test|predict`` go to LightningCLI; the names in ``TOOLS`` to their own parsers.
+    """
+    import importlib
+    import sys
+
+    argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+    if argv and argv[0] in TOOLS:
+        module, function = TOOLS[argv[0]]
+        return getattr(importlib.import_module(module), function)(argv[1:])
     # Import here so that importing cli.py does no work.
     from datamodules import TextClassificationDataModule
     from lit_modules import TextClassifier

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from distillery.hub import resolve_model
+from distillery.layers import keep_layers
 
 from .metrics import format_report, report_metrics, stage_metrics
 from .schedules import LinearWarmupDecay
@@ -46,6 +47,8 @@ class TextClassifier(L.LightningModule):
         scheduler: builds the per-step LR scheduler; ``LinearWarmupDecay`` learns the run's length
             from the Trainer. None keeps the LR constant.
         classifier_dropout: dropout before the classification head; None keeps the model's.
+        keep_layers: build a smaller encoder from these layer indices of the pretrained one
+            (DistilBERT-style initialisation, e.g. ``[0, 2, 5]``); None keeps every layer.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class TextClassifier(L.LightningModule):
         optimizer: OptimizerCallable = adamw,
         scheduler: LRSchedulerCallable | None = LinearWarmupDecay,
         classifier_dropout: float | None = None,
+        keep_layers: list[int] | None = None,
     ) -> None:
         super().__init__()
         if label_names is not None and len(label_names) != num_labels:
@@ -91,11 +95,14 @@ class TextClassifier(L.LightningModule):
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
-            return AutoModelForSequenceClassification.from_pretrained(
+            model = AutoModelForSequenceClassification.from_pretrained(
                 resolve_model(self.hparams.model_name), **self.backbone_kwargs()
             )
         finally:
             hf_logging.set_verbosity(verbosity)
+        if self.hparams.keep_layers is not None:
+            keep_layers(model, self.hparams.keep_layers)
+        return model
 
     def configure_metrics(self) -> None:
         metrics = stage_metrics(self.hparams.num_labels)
