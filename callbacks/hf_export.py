@@ -79,9 +79,10 @@ class HFModelExport(L.Callback):
         if not improved:
             return
         self.best = value
+        # Every rank resolves the target: trainer.log_dir is a collective (a broadcast).
+        target = self._target(trainer)
         if trainer.is_global_zero:
             tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-            target = self._target(trainer)
             replace_dir(lambda tmp: pl_module.save_hf(tmp, tokenizer), target)
             self.written_to = target
             rank_zero_info(f"HFModelExport: {self.monitor}={value:.4f}, wrote {target}")

@@ -73,7 +73,8 @@ class TrainThroughput(L.Callback):
             )
         self.result = result
         rank_zero_info("TrainThroughput: " + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}))
+        # Every rank resolves the path: trainer.log_dir is a collective (a broadcast).
+        path = Path(self.output_path) if self.output_path else Path(trainer.log_dir or trainer.default_root_dir) / "throughput.json"
         if trainer.is_global_zero:
-            path = Path(self.output_path) if self.output_path else Path(trainer.log_dir or trainer.default_root_dir) / "throughput.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result, indent=2))

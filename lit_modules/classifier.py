@@ -119,6 +119,11 @@ class TextClassifier(L.LightningModule):
 
     def training_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Loss of one training batch; distillation overrides this."""
+        if (batch["labels"] < 0).any():
+            raise ValueError(
+                f"{type(self).__name__} cannot train on rows without a gold label (label -1, e.g. from "
+                "data.transfer_path); use lit_modules.distill.DistillationClassifier, whose teacher labels them"
+            )
         return F.cross_entropy(logits, batch["labels"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -174,8 +179,12 @@ class TextClassifier(L.LightningModule):
 
     # -- training set-up ----------------------------------------------------------------------
 
+    def parameter_counts(self) -> tuple[int, int]:
+        """Return (trainable, total) parameters; LoRA leaves out peft's inactive head copies."""
+        return count_parameters(self)
+
     def on_fit_start(self) -> None:
-        trainable, total = count_parameters(self)
+        trainable, total = self.parameter_counts()
         self.param_counts = {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total}
         rank_zero_info(
             f"{type(self).__name__}: trainable params {trainable:,} || all params {total:,} || "

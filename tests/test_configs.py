@@ -10,9 +10,12 @@ import yaml
 
 from cli import main
 from tests.conftest import REPO
+from tests.test_distill import make_tiny_teacher
 
 EXPERIMENTS = sorted(p for p in (REPO / "configs").glob("*.yaml"))
 OVERLAYS = sorted(p for p in (REPO / "configs").glob("*/**/*.yaml"))
+# An overlay directory's configs apply on top of this experiment (sst2_classify.yaml otherwise).
+OVERLAY_BASES = {"lora_studies": "steam_lora.yaml"}
 
 
 def data_overrides(config: Path, tmp_path: Path, sst2_dir: Path, steam_csv: Path) -> list[str]:
@@ -23,6 +26,17 @@ def data_overrides(config: Path, tmp_path: Path, sst2_dir: Path, steam_csv: Path
     if data == "SteamReviewsDataModule":
         return [f"--data.init_args.csv_path={steam_csv}", "--data.init_args.val_fraction=0.2", "--data.init_args.test_fraction=0.2"]
     raise AssertionError(f"{config}: no fixture for {data}; add one here")
+
+
+def model_overrides(config: Path, tmp_path: Path) -> list[str]:
+    """Distillation configs get a tiny teacher; layer selections are cut to fit the 2-layer tiny BERT."""
+    init = yaml.safe_load(config.read_text())["model"].get("init_args", {})
+    args = []
+    if "teacher" in init:
+        args.append(f"--model.init_args.teacher={make_tiny_teacher(tmp_path / 'teacher')}")
+    if init.get("keep_layers"):
+        args.append("--model.init_args.keep_layers=[0,1]")
+    return args
 
 
 def common(tiny_bert: Path, tmp_path: Path) -> list[str]:
@@ -42,7 +56,7 @@ def test_configs_are_found():
 @pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
 def test_experiment_config_runs(config, subcommand, tiny_bert, tmp_path, sst2_dir, steam_csv):
     args = [subcommand, f"--config={config}", *common(tiny_bert, tmp_path)]
-    args += data_overrides(config, tmp_path, sst2_dir, steam_csv)
+    args += data_overrides(config, tmp_path, sst2_dir, steam_csv) + model_overrides(config, tmp_path)
     cli = main(args)
     # The dataset's label names reached the model through the link, not through the YAML.
     assert cli.model.label_names == cli.datamodule.label_names
@@ -59,6 +73,10 @@ def test_experiment_config_runs(config, subcommand, tiny_bert, tmp_path, sst2_di
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_overlay_config_runs(overlay, tiny_bert, tmp_path, sst2_dir, steam_csv):
-    base = REPO / "configs" / "sst2_classify.yaml"
+    base = REPO / "configs" / OVERLAY_BASES.get(overlay.parent.name, "sst2_classify.yaml")
     args = ["fit", f"--config={base}", f"--config={overlay}", *common(tiny_bert, tmp_path)]
-    main(args + data_overrides(base, tmp_path, sst2_dir, steam_csv))
+    cli = main(args + data_overrides(base, tmp_path, sst2_dir, steam_csv))
+    # The overlay's model settings won over the base's.
+    for key, value in (yaml.safe_load(overlay.read_text()).get("model") or {}).get("init_args", {}).items():
+        if key in cli.model.hparams:
+            assert cli.model.hparams[key] == value, key
