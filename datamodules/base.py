@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from distillery.hub import cache_root, resolve_model
 
-from .io import Split
+from .io import Split, read_texts
 from .sampler import LengthGroupedBatchSampler
 
 __all__ = ["TextClassificationDataModule", "TokenizedDataset", "pad_collate"]
@@ -83,6 +83,9 @@ class TextClassificationDataModule(L.LightningDataModule):
         limit_train: keep a seeded random subset of this many training rows (quick runs); None keeps all.
         seed: seed of splits and subsets.
         cache_dir: where tokenized splits are cached; None uses ``$DISTILLERY_CACHE`` or ``~/.cache/distillery``.
+        transfer_path: extra training texts without gold labels (a ``.csv``/``.tsv`` with a ``text``,
+            ``sentence`` or ``review`` column, or one text per line), appended to ``train`` with label -1.
+            Only a teacher labels them, so only ``DistillationClassifier`` can train on them.
     """
 
     label_names: list[str] = []
@@ -98,6 +101,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         limit_train: int | None = None,
         seed: int = 42,
         cache_dir: str | None = None,
+        transfer_path: str | None = None,
     ) -> None:
         super().__init__()
         self.tokenizer_name = tokenizer_name
@@ -109,6 +113,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.limit_train = limit_train
         self.seed = seed
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "tokenized"
+        self.transfer_path = transfer_path
         self.splits: dict[str, Split] = {}
         self.datasets: dict[str, TokenizedDataset] = {}
         self._tokenizer = None
@@ -136,6 +141,9 @@ class TextClassificationDataModule(L.LightningDataModule):
                 g = torch.Generator().manual_seed(self.seed)
                 keep = torch.randperm(len(self.splits["train"]), generator=g)[: self.limit_train].sort().values
                 self.splits["train"] = self.splits["train"].subset(keep.tolist())
+            if self.transfer_path is not None and "train" in self.splits:
+                # After limit_train: the limit applies to the gold rows, the transfer set is added whole.
+                self.splits["train"] = self.splits["train"].with_unlabelled(read_texts(self.transfer_path))
             for name, split in self.splits.items():
                 for reason, count in split.dropped.items():
                     rank_zero_info(f"{type(self).__name__}: {name}: dropped {count} row(s): {reason}")

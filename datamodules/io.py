@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DataError", "Split", "read_rows", "parse_label"]
+__all__ = ["DataError", "Split", "read_rows", "read_texts", "parse_label"]
 
 # Steam reviews reach 8,000+ characters; the csv module's default field cap is 128 KiB, keep headroom.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -35,6 +35,11 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def with_unlabelled(self, texts: list[str], prefix: str = "transfer") -> "Split":
+        """A copy with ``texts`` appended as rows without a label (-1), e.g. a distillation transfer set."""
+        ids = [f"{prefix}:{i}" for i in range(len(texts))]
+        return Split(self.texts + list(texts), self.labels + [-1] * len(texts), self.ids + ids, dict(self.dropped))
 
     def subset(self, indices: list[int]) -> "Split":
         return Split(
@@ -82,6 +87,29 @@ def read_rows(path: str | Path, columns: list[str], delimiter: str = ",") -> lis
     except csv.Error as e:
         raise DataError(f"{path}: row {reader.line_num}: malformed CSV ({e}); unbalanced quotes or a truncated file?") from None
     return rows
+
+
+def read_texts(path: str | Path, columns: tuple[str, ...] = ("text", "sentence", "review")) -> list[str]:
+    """Non-empty texts from a ``.csv``/``.tsv`` (the first of ``columns`` in its header) or a plain file, one per line.
+
+    Raises:
+        DataError: missing file, undecodable bytes, or a table without any of ``columns``.
+    """
+    path = Path(path)
+    if path.suffix in (".csv", ".tsv"):
+        rows = read_rows(path, [], delimiter="\t" if path.suffix == ".tsv" else ",")
+        header = [k for k in rows[0] if k != "_row"] if rows else []
+        column = next((c for c in columns if c in header), None)
+        if rows and column is None:
+            raise DataError(f"{path}: no text column; expected one of {list(columns)}, the header has {header}")
+        return [r[column].strip() for r in rows if r[column].strip()]
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid UTF-8 at byte {e.start}: {e.reason}") from None
+    return [line.strip() for line in lines if line.strip()]
 
 
 def parse_label(value: str, allowed: dict[str, int], path: str | Path, row: str, column: str) -> int:

@@ -36,10 +36,11 @@ class SST2DataModule(TextClassificationDataModule):
         limit_train: int | None = None,
         seed: int = 42,
         cache_dir: str | None = None,
+        transfer_path: str | None = None,
     ) -> None:
         super().__init__(
             tokenizer_name, max_length, batch_size, eval_batch_size, num_workers, group_by_length, limit_train,
-            seed, cache_dir,
+            seed, cache_dir, transfer_path,
         )
         self.data_dir = data_dir
 

@@ -57,10 +57,11 @@ class SteamReviewsDataModule(TextClassificationDataModule):
         limit_train: int | None = None,
         seed: int = 42,
         cache_dir: str | None = None,
+        transfer_path: str | None = None,
     ) -> None:
         super().__init__(
             tokenizer_name, max_length, batch_size, eval_batch_size, num_workers, group_by_length, limit_train,
-            seed, cache_dir,
+            seed, cache_dir, transfer_path,
         )
         if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) and sum below 1")
