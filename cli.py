@@ -23,6 +23,7 @@ class TextCLI(LightningCLI):
 TOOLS = {
     "export": ("export.cli", "export_main"),
     "benchmark": ("export.cli", "benchmark_main"),
+    "predict-file": ("export.cli", "predict_main"),
 }
 
 
