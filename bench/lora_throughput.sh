@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# LoRA against full fine-tuning throughput on the same backbone, batch and data, one after the other.
+# Usage: bash bench/lora_throughput.sh [OUT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-bench/results}
+PY=.venv/bin/python
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT"
+run() {  # $1 config, $2 tag
+  $PY cli.py fit --config "configs/$1.yaml" --trainer.max_steps 200 --trainer.limit_val_batches 0 \
+    --trainer.enable_progress_bar false --trainer.logger.init_args.save_dir /tmp/bench_runs \
+    --trainer.logger.init_args.name "$2" 2>&1 | grep TrainThroughput
+  cp "$(ls -td /tmp/bench_runs/$2/version_* | head -1)/throughput.json" "$OUT/ours_$2.json"
+}
+run sst2_lora lora_s200
+run sst2_classify full_s200_rep3
+run sst2_lora lora_s200_rep2
