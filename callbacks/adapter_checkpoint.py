@@ -9,6 +9,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
 from .hf_export import replace_dir
+from .monitored import MonitoredCallback
 
 __all__ = ["AdapterCheckpoint", "LABELS_FILE"]
 
@@ -16,7 +17,7 @@ __all__ = ["AdapterCheckpoint", "LABELS_FILE"]
 LABELS_FILE = "labels.json"
 
 
-class AdapterCheckpoint(L.Callback):
+class AdapterCheckpoint(MonitoredCallback):
     """Keep ``best/`` (by ``monitor``) and ``last/`` adapter directories in PEFT format.
 
     Each directory holds ``adapter_config.json`` and ``adapter_model.safetensors`` (the LoRA
@@ -35,25 +36,6 @@ class AdapterCheckpoint(L.Callback):
         monitor: the logged metric that decides "best".
         mode: ``max`` or ``min``.
     """
-
-    def __init__(self, dirpath: str | None = None, monitor: str = "val/acc", mode: str = "max") -> None:
-        if mode not in ("max", "min"):
-            raise ValueError(f"AdapterCheckpoint: mode must be 'max' or 'min', got {mode!r}")
-        self.dirpath = dirpath
-        self.monitor = monitor
-        self.mode = mode
-        self.best: float | None = None
-
-    @property
-    def state_key(self) -> str:
-        # Two instances (say, one per metric) keep separate state in a Lightning checkpoint.
-        return self._generate_state_key(dirpath=self.dirpath, monitor=self.monitor, mode=self.mode)
-
-    def state_dict(self) -> dict:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.best = state_dict.get("best")
 
     def root(self, trainer: L.Trainer) -> Path:
         """The directory holding ``best/`` and ``last/``."""
@@ -95,17 +77,9 @@ class AdapterCheckpoint(L.Callback):
         return target
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        value = trainer.callback_metrics.get(self.monitor)
+        value = self.improved(trainer)
         if value is None:
-            raise KeyError(
-                f"AdapterCheckpoint: metric '{self.monitor}' was not logged; logged: {sorted(trainer.callback_metrics)}"
-            )
-        value = float(value)
-        if self.best is not None and (value <= self.best if self.mode == "max" else value >= self.best):
             return
-        self.best = value
         info = {"monitor": self.monitor, "value": value, "epoch": trainer.current_epoch, "step": trainer.global_step}
         target = self.write(trainer, pl_module, "best", info)
         rank_zero_info(f"AdapterCheckpoint: {self.monitor}={value:.4f}, wrote {target}")

@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.utilities import rank_zero_info
+
+from .monitored import MonitoredCallback
 
 __all__ = ["HFModelExport", "replace_dir"]
 
@@ -37,7 +38,7 @@ def replace_dir(write, target: str | Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-class HFModelExport(L.Callback):
+class HFModelExport(MonitoredCallback):
     """After each validation that improves ``monitor``, write the model, tokenizer and label names.
 
     The directory loads with ``transformers.pipeline("text-classification", model=dirpath)``.
@@ -49,19 +50,8 @@ class HFModelExport(L.Callback):
     """
 
     def __init__(self, dirpath: str | None = None, monitor: str = "val/acc", mode: str = "max") -> None:
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        self.dirpath = dirpath
-        self.monitor = monitor
-        self.mode = mode
-        self.best: float | None = None
+        super().__init__(dirpath, monitor, mode)
         self.written_to: Path | None = None
-
-    def state_dict(self) -> dict:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.best = state_dict.get("best")
 
     def _target(self, trainer: L.Trainer) -> Path:
         if self.dirpath is not None:
@@ -69,16 +59,9 @@ class HFModelExport(L.Callback):
         return Path(trainer.log_dir or trainer.default_root_dir) / "hf_model"
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        value = trainer.callback_metrics.get(self.monitor)
+        value = self.improved(trainer)
         if value is None:
-            raise KeyError(f"HFModelExport: metric '{self.monitor}' was not logged; logged: {sorted(trainer.callback_metrics)}")
-        value = float(value)
-        improved = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
-        if not improved:
             return
-        self.best = value
         # Every rank resolves the target: trainer.log_dir is a collective (a broadcast).
         target = self._target(trainer)
         if trainer.is_global_zero:
