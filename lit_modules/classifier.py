@@ -17,6 +17,10 @@ from distillery.hub import resolve_model
 from distillery.layers import keep_layers
 
 from .metrics import format_report, report_metrics, stage_metrics
+from .rng_state import RNG_STATES, capture_rng_states, restore_rng_states
+
+# The checkpoint key naming the module class that wrote it.
+WRITTEN_BY = "distillery_module"
 from .schedules import LinearWarmupDecay
 
 __all__ = ["TextClassifier", "adamw"]
@@ -206,6 +210,41 @@ class TextClassifier(L.LightningModule):
         if getattr(scheduler, "total_steps", 0) is None:
             scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- exact resume -------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the global RNG states (the next steps' dropout masks and shuffles draw from them) and the class."""
+        checkpoint[RNG_STATES] = capture_rng_states()
+        checkpoint[WRITTEN_BY] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of an incompatible module; keep the RNG states until training restarts."""
+        here, written_by = f"{type(self).__module__}.{type(self).__qualname__}", checkpoint.get(WRITTEN_BY)
+        # Another class is fine when its weights fit (a distilled student validates as a TextClassifier).
+        if written_by not in (None, here) and set(checkpoint["state_dict"]) != set(self.state_dict()):
+            raise ValueError(
+                f"checkpoint: written by {written_by}, whose weights do not fit {here}; "
+                f"pass --model.class_path={written_by}"
+            )
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            self._rng_to_restore = checkpoint.get(RNG_STATES)
+
+    def _restore_rng(self) -> None:
+        rng, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
+        if rng:
+            restore_rng_states(rng)
+
+    def on_train_epoch_start(self) -> None:
+        # Resuming at an epoch boundary: restore here, not on load. Lightning creates the train
+        # iterator twice (in setup_data, then for the new epoch), and the epoch's shuffle draws
+        # from the RNG after this hook, as in an uninterrupted run.
+        self._restore_rng()
+
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        # Resuming mid-epoch: Lightning skips on_train_epoch_start, so the first batch restores
+        # (dropout masks then match; the data order does not, see docs/distributed.md).
+        self._restore_rng()
 
     # -- export -------------------------------------------------------------------------------
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Iterable
 from typing import Literal
 
-import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
@@ -18,9 +16,8 @@ from .schedules import LinearWarmupDecay
 
 __all__ = ["LoRAClassifier", "lora_adamw"]
 
-# Checkpoint keys this module adds; the first one marks a checkpoint without the frozen base.
+# The checkpoint key that marks a checkpoint without the frozen base.
 FROZEN_BASE = "lora_frozen_base"
-RNG_STATES = "rng_states"
 
 
 def lora_adamw(params: Iterable) -> torch.optim.Optimizer:
@@ -127,25 +124,18 @@ class LoRAClassifier(TextClassifier):
     # -- checkpoints --------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep only trainable weights, and record the RNG state for an exact resume."""
+        """Keep only trainable weights (the base records the RNG state for an exact resume)."""
+        super().on_save_checkpoint(checkpoint)
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}
         state = checkpoint["state_dict"]
         frozen = [k for k in state if k not in trainable]
         for k in frozen:
             del state[k]
         checkpoint[FROZEN_BASE] = {"keys": len(frozen), "fingerprint": _base_fingerprint(self)}
-        # Lightning does not save RNG state; without it the next epoch's shuffle and dropout
-        # masks differ after a resume. Plain types, so that torch.load(weights_only=True) reads it.
-        np_state = np.random.get_state()
-        checkpoint[RNG_STATES] = {
-            "python": random.getstate(),
-            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Put the frozen base back into an adapter-only checkpoint; keep the RNG state for the next epoch start."""
+        """Put the frozen base back into an adapter-only checkpoint."""
+        super().on_load_checkpoint(checkpoint)
         if FROZEN_BASE in checkpoint:
             saved = checkpoint[FROZEN_BASE]["fingerprint"]
             here = _base_fingerprint(self)
@@ -159,20 +149,6 @@ class LoRAClassifier(TextClassifier):
             trainable = {n for n, p in self.named_parameters() if p.requires_grad}
             frozen = {k: v for k, v in self.state_dict().items() if k not in trainable}
             checkpoint["state_dict"] = {**frozen, **checkpoint["state_dict"]}
-        if self._trainer is not None and self.trainer.state.fn == "fit":
-            self._rng_to_restore = checkpoint.get(RNG_STATES)
-
-    def on_train_epoch_start(self) -> None:
-        # Restore the RNG here, not on load: resuming at an epoch boundary, Lightning creates the
-        # train iterator twice (in setup_data, then for the new epoch), and the shuffle that the
-        # epoch uses draws from the RNG after this hook, as in an uninterrupted run.
-        rng, self._rng_to_restore = self._rng_to_restore, None
-        if rng:
-            random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
-            np.random.set_state((rng["numpy"][0], np.array(rng["numpy"][1], dtype=np.uint32), *rng["numpy"][2:]))
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
 
     # -- export -------------------------------------------------------------------------------
 

@@ -14,7 +14,10 @@ from tests.test_distill import make_tiny_teacher
 
 EXPERIMENTS = sorted(p for p in (REPO / "configs").glob("*.yaml"))
 # configs/export/ holds configs of the export tools, not of training; tests/test_export.py runs them.
-OVERLAYS = sorted(p for p in (REPO / "configs").glob("*/**/*.yaml") if p.parent.name != "export")
+# configs/trainer/ holds multi-process overlays: Lightning's DDP launcher re-executes sys.argv, so
+# they cannot run inside pytest; tests/test_ddp.py runs each one through cli.py in a subprocess.
+OVERLAYS = sorted(p for p in (REPO / "configs").glob("*/**/*.yaml") if p.parent.name not in ("export", "trainer"))
+TRAINER_OVERLAYS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
 # An overlay directory's configs apply on top of this experiment (sst2_classify.yaml otherwise).
 OVERLAY_BASES = {"lora_studies": "steam_lora.yaml"}
 
@@ -51,6 +54,12 @@ def common(tiny_bert: Path, tmp_path: Path) -> list[str]:
 
 def test_configs_are_found():
     assert EXPERIMENTS, "no experiment configs found"
+
+
+def test_every_trainer_overlay_has_a_subprocess_test():
+    from tests.test_ddp import SUBPROCESS_TESTED
+
+    assert {p.name for p in TRAINER_OVERLAYS} <= SUBPROCESS_TESTED
 
 
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.name)

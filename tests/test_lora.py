@@ -6,9 +6,6 @@ import functools
 import importlib.metadata
 import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -21,6 +18,7 @@ from datamodules import SST2DataModule
 from lit_modules import LinearWarmupDecay, TextClassifier
 from lit_modules.lora import LoRAClassifier
 from tests.conftest import REPO, make_tiny_bert
+from tests.ddp_utils import run_cli
 
 TINY = dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
             max_position_embeddings=64)
@@ -216,25 +214,14 @@ def test_merged_and_unmerged_logits_agree(tiny_bert, sst2_dir, tmp_path):
 
 def test_two_process_ddp(tiny_bert, sst2_dir, tmp_path):
     """Frozen parameters must not trip DDP's unused-parameter check (``find_unused_parameters=False``)."""
-    args = [
-        sys.executable, str(REPO / "cli.py"), "fit", f"--config={REPO / 'configs' / 'sst2_lora.yaml'}",
+    output = run_cli([
+        "fit", f"--config={REPO / 'configs' / 'sst2_lora.yaml'}",
         f"--model.init_args.model_name={tiny_bert}", f"--data.init_args.data_dir={sst2_dir}",
         "--data.init_args.batch_size=4", "--data.init_args.eval_batch_size=4",
         "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
         "--trainer.max_epochs=1", "--trainer.val_check_interval=1.0", "--trainer.enable_progress_bar=false",
         f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    # Its own process group, so that a hang kills both ranks, not only rank zero.
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=600)  # seconds alone; minutes on a loaded 2-core machine
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail("two-process DDP run hung (a collective called on one rank only?):\n" + output[-4000:])
-    assert proc.returncode == 0, output[-4000:]
+    ], cwd=tmp_path)
     assert "distributed_backend=gloo" in output and "Starting with 2 processes" in output
     log_dir = tmp_path / "runs" / "sst2_lora" / "version_0"
     assert not (tmp_path / "runs" / "sst2_lora" / "version_1").exists()  # one log dir for both ranks
