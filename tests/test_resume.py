@@ -19,10 +19,8 @@ STEPS = 16
 # checkpoint is not exact: docs/distributed.md, "Resume", says why.
 KILL_AT = 8
 METHODS = ["sst2_classify", "sst2_lora", "sst2_distill"]
-# The configs' ModelCheckpoint writes last.ckpt only with a new best (Lightning >= 2.5 ties
-# save_last to top-k saves). Without a monitor, this one rewrites last.ckpt at every validation.
-LAST = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-        "init_args": {"filename": "last", "enable_version_counter": False}}
+# Every training config carries a second, unmonitored ModelCheckpoint that rewrites last.ckpt at each
+# validation (a monitored save_last only writes it with a new best, Lightning >= 2.5).
 
 
 def fit_args(config: str, tiny_bert: Path, sst2_dir: Path, run_dir: Path, teacher: Path) -> list[str]:
@@ -33,7 +31,6 @@ def fit_args(config: str, tiny_bert: Path, sst2_dir: Path, run_dir: Path, teache
         "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={run_dir}",
         # A fixed version: the resumed run finds the killed run's checkpoints with --ckpt_path=last.
         f"--trainer.logger.init_args.save_dir={run_dir / 'runs'}", "--trainer.logger.init_args.version=0",
-        f"--trainer.callbacks+={json.dumps(LAST)}", f"--trainer.callbacks.init_args.dirpath={run_dir / 'resume'}",
     ]
     if config == "sst2_distill":
         args += [f"--model.init_args.teacher={teacher}", f"--model.init_args.teacher_cache_dir={run_dir / 'cache'}",
@@ -44,7 +41,8 @@ def fit_args(config: str, tiny_bert: Path, sst2_dir: Path, run_dir: Path, teache
 
 
 def final_state(run_dir: Path) -> tuple[dict, int]:
-    ckpt = torch.load(run_dir / "resume" / "last.ckpt", weights_only=True)
+    (path,) = run_dir.glob("runs/*/version_0/checkpoints/last.ckpt")
+    ckpt = torch.load(path, weights_only=True)
     return ckpt["state_dict"], ckpt["global_step"]
 
 

@@ -20,6 +20,11 @@ SLURM_ENV = {
 
 @pytest.fixture
 def slurm(monkeypatch):
+    from lightning_utilities.core.rank_zero import rank_zero_only
+
+    # Building a Trainer under these variables sets the process-wide rank_zero_only.rank to 5; put it
+    # back afterwards, or every later test in this process would skip its rank-zero work (logging, writes).
+    monkeypatch.setattr(rank_zero_only, "rank", getattr(rank_zero_only, "rank", 0))
     for key, value in SLURM_ENV.items():
         monkeypatch.setenv(key, value)
     for key in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK"):
