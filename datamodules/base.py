@@ -8,15 +8,21 @@ import os
 import tempfile
 from pathlib import Path
 
+import warnings
+
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from distillery.hub import cache_root, resolve_model
 
 from .io import Split, read_texts
-from .sampler import LengthGroupedBatchSampler
+from .sampler import EpochShuffleSampler, LengthGroupedBatchSampler, ResumableBatchSampler
+
+# Lightning warns on every mid-epoch resume unless the DataLoader itself has state_dict(); ours resumes
+# exactly through the datamodule's state_dict instead (tests/test_resume.py), so the warning would mislead.
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 __all__ = ["TextClassificationDataModule", "TokenizedDataset", "pad_collate"]
 
@@ -117,6 +123,20 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.splits: dict[str, Split] = {}
         self.datasets: dict[str, TokenizedDataset] = {}
         self._tokenizer = None
+        self._resume_position = (-1, 0)
+
+    # -- exact mid-epoch resume: Lightning stores this in every checkpoint ---------------------------
+
+    def state_dict(self) -> dict:
+        """Where training stands in the epoch (batches done), so a resumed run skips exactly those."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return {"train_epoch": trainer.current_epoch, "train_batches_done": int(done)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume_position = (state_dict.get("train_epoch", -1), state_dict.get("train_batches_done", 0))
 
     @property
     def num_labels(self) -> int:
@@ -185,12 +205,16 @@ class TextClassificationDataModule(L.LightningDataModule):
         ds = self.datasets[name]
         collate = _Collate(self.tokenizer.pad_token_id)
         common = dict(num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0)
-        if train and self.group_by_length:
-            sampler = RandomSampler(ds)
-            batches = LengthGroupedBatchSampler(sampler, self.batch_size, False, lengths=ds.lengths, seed=self.seed)
-            return DataLoader(ds, batch_sampler=batches, **common)
         if train:
-            return DataLoader(ds, batch_size=self.batch_size, shuffle=True, **common)
+            # The order depends on (seed, epoch) only, and a mid-epoch checkpoint's position is skipped.
+            sampler = EpochShuffleSampler(len(ds), self.seed)
+            epoch, done = self._resume_position
+            if self.group_by_length:
+                batches = LengthGroupedBatchSampler(sampler, self.batch_size, False, lengths=ds.lengths, seed=self.seed,
+                                                    resume_epoch=epoch, resume_batches=done)
+            else:
+                batches = ResumableBatchSampler(sampler, self.batch_size, False, epoch, done)
+            return DataLoader(ds, batch_sampler=batches, **common)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, **common)
 
     def train_dataloader(self) -> DataLoader:

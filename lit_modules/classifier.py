@@ -206,10 +206,16 @@ class TextClassifier(L.LightningModule):
         optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
         if self.scheduler_factory is None:
             return optimizer
+        # A schedule that needs the run's length gets it in on_train_start: reading
+        # trainer.estimated_stepping_batches here would build the train loader before Lightning
+        # restores a checkpoint's datamodule state, and a mid-epoch resume would restart the epoch.
         scheduler = self.scheduler_factory(optimizer)
-        if getattr(scheduler, "total_steps", 0) is None:
-            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        for config in self.trainer.lr_scheduler_configs:
+            if getattr(config.scheduler, "total_steps", 0) is None:
+                config.scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
 
     # -- exact resume -------------------------------------------------------------------------
 
@@ -243,7 +249,7 @@ class TextClassifier(L.LightningModule):
 
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         # Resuming mid-epoch: Lightning skips on_train_epoch_start, so the first batch restores
-        # (dropout masks then match; the data order does not, see docs/distributed.md).
+        # (the data order is restored by the datamodule's state, see docs/distributed.md).
         self._restore_rng()
 
     # -- export -------------------------------------------------------------------------------

@@ -150,3 +150,24 @@ def test_length_grouped_sampler_covers_all_rows_and_is_seeded():
     assert max(lengths[i] for i in a[0]) == max(lengths)  # the longest batch runs first
     spread = sum(max(lengths[i] for i in x) - min(lengths[i] for i in x) for x in a) / len(a)
     assert spread < 15  # random batches of 8 from lengths 1..50 spread about 40
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only_and_resume_skips_done_batches():
+    import torch
+
+    from datamodules.sampler import EpochShuffleSampler, LengthGroupedBatchSampler, ResumableBatchSampler
+
+    lengths = [(i * 7) % 13 + 1 for i in range(40)]
+
+    def batches(epoch, **resume):
+        torch.manual_seed(epoch * 1000 + 7)  # the global RNG must not matter
+        s = LengthGroupedBatchSampler(EpochShuffleSampler(40, seed=3), 4, False, lengths=lengths, seed=3,
+                                      mega_batch_mult=2, **resume)
+        s.sampler.set_epoch(epoch)  # what Lightning calls each epoch
+        return list(s)
+
+    assert batches(1) == batches(1) and batches(0) != batches(1)
+    assert batches(1, resume_epoch=1, resume_batches=3) == batches(1)[3:]
+    assert batches(2, resume_epoch=1, resume_batches=3) == batches(2)  # only the interrupted epoch skips
+    plain = ResumableBatchSampler(EpochShuffleSampler(10, seed=0), 4, False, resume_epoch=0, resume_batches=1)
+    assert [len(b) for b in plain] == [4, 2] and sorted(sum(list(ResumableBatchSampler(EpochShuffleSampler(10), 4, False)), [])) == list(range(10))
