@@ -24,7 +24,48 @@ TOOLS = {
     "export": ("export.cli", "export_main"),
     "benchmark": ("export.cli", "benchmark_main"),
     "predict-file": ("export.cli", "predict_main"),
+    "cache-teacher": ("cli", "cache_teacher_main"),
+    "pipeline": ("distillery.pipeline", "pipeline_main"),
 }
+
+
+def _cli(args: ArgsType, run: bool = True) -> TextCLI:
+    # Import here so that importing cli.py does no work.
+    from datamodules import TextClassificationDataModule
+    from lit_modules import TextClassifier
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return TextCLI(
+        TextClassifier,
+        TextClassificationDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def cache_teacher_main(argv: list[str]) -> dict:
+    """``python cli.py cache-teacher --config configs/sst2_distill.yaml``: stage 1 of distillation alone.
+
+    Runs the config's teacher over the train and validation texts and writes the logit cache that
+    ``fit`` with the same config then reads; prints one JSON line per split (path, hit or built, rows).
+    """
+    import json
+
+    from lit_modules.distill import DistillationClassifier
+
+    cli = _cli(argv, run=False)
+    if not isinstance(cli.model, DistillationClassifier):
+        raise SystemExit(f"cache-teacher: error: the config's model is {type(cli.model).__name__}, "
+                         "not a DistillationClassifier (nothing to cache)")
+    cli.datamodule.prepare_data()
+    cli.datamodule.setup("fit")
+    report = cli.model.build_teacher_cache(cli.datamodule)
+    print(json.dumps(report), flush=True)
+    return report
 
 
 def main(args: ArgsType = None):
@@ -39,20 +80,7 @@ def main(args: ArgsType = None):
     if argv and argv[0] in TOOLS:
         module, function = TOOLS[argv[0]]
         return getattr(importlib.import_module(module), function)(argv[1:])
-    # Import here so that importing cli.py does no work.
-    from datamodules import TextClassificationDataModule
-    from lit_modules import TextClassifier
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return TextCLI(
-        TextClassifier,
-        TextClassificationDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    return _cli(args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .bench_report import targets, write_markdown, write_plot
+from .gate import classification_scores
 from .runtime import find_onnx_file
 from .timing import latency_stats, machine_info, peak_rss_mb, rss_mb, time_calls
 
@@ -69,7 +70,7 @@ def measure_variant(kind: str, path: str, texts: list[str], labels: list[int], t
     rss_before = rss_mb()
     file_name, size = _weights(kind, path)
     result = {"kind": kind, "path": str(path), "file": file_name, "file_size_bytes": size, "runs": [],
-              "accuracy": {}, "load_s": {}}
+              "accuracy": {}, "macro_f1": {}, "load_s": {}}
     for i, t in enumerate(threads):
         start = time.perf_counter()
         model = _load(kind, path, t, max_length)
@@ -90,7 +91,9 @@ def measure_variant(kind: str, path: str, texts: list[str], labels: list[int], t
             result["runs"].append(run)
             if i == 0:
                 first_pass = np.concatenate(preds[: len(batches)])
-                result["accuracy"][f"b{bs}"] = float((first_pass == np.asarray(labels)).mean())
+                scores = classification_scores(first_pass, np.asarray(labels), int(max(max(labels), first_pass.max())) + 1)
+                result["accuracy"][f"b{bs}"] = scores["accuracy"]
+                result["macro_f1"][f"b{bs}"] = scores["macro_f1"]
                 if bs == 1:
                     result["predictions_b1"] = first_pass.tolist()
         del model

@@ -8,7 +8,7 @@ import numpy as np
 
 from .runtime import OnnxClassifier
 
-__all__ = ["GateError", "GateResult", "accuracy_gate", "evaluate", "gate_message", "predict_all"]
+__all__ = ["GateError", "GateResult", "accuracy_gate", "classification_scores", "evaluate", "gate_message", "predict_all"]
 
 
 class GateError(RuntimeError):
@@ -23,6 +23,17 @@ def predict_all(model: OnnxClassifier, texts: list[str], batch_size: int = 32) -
         idx = order[start : start + batch_size]
         preds[idx] = model.predict([texts[i] for i in idx])
     return preds
+
+
+def classification_scores(preds: np.ndarray, labels: np.ndarray, num_labels: int) -> dict:
+    """Accuracy and macro F1 (every class weighted equally; a class never predicted scores 0)."""
+    preds, labels = np.asarray(preds), np.asarray(labels)
+    f1s = []
+    for c in range(num_labels):
+        tp = int(((preds == c) & (labels == c)).sum())
+        fp, fn = int(((preds == c) & (labels != c)).sum()), int(((preds != c) & (labels == c)).sum())
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {"accuracy": float((preds == labels).mean()), "macro_f1": float(np.mean(f1s))}
 
 
 def evaluate(model: OnnxClassifier, texts: list[str], labels: list[int], batch_size: int = 32) -> tuple[float, np.ndarray]:

@@ -102,19 +102,40 @@ class DistillationClassifier(TextClassifier):
             self.teacher_info = {"teacher_source": teacher.source, "num_parameters": teacher.num_parameters}
         return self._teacher
 
+    def teacher_cache_file(self, datamodule, split: str) -> Path:
+        """The cache file for one split of ``datamodule``: one per teacher location and data split."""
+        root = Path(self.hparams.teacher_cache_dir or cache_root() / "teacher_logits")
+        return cache_path(root, self.hparams.teacher, f"{type(datamodule).__name__}-{split}")
+
+    def _compute_split(self, datamodule, split: str, texts: list[str]):
+        hp = self.hparams
+        return teacher_logits(self.teacher_cache_file(datamodule, split), texts, self.teacher(),
+                              hp.teacher_batch_size, hp.teacher_max_length)
+
     def _split_logits(self, split: str, texts: list[str]) -> torch.Tensor:
         dm = self.trainer.datamodule
-        root = Path(self.hparams.teacher_cache_dir or cache_root() / "teacher_logits")
-        path = cache_path(root, self.hparams.teacher, f"{type(dm).__name__}-{split}")
         # Rank zero runs the teacher and writes atomically; the others wait, then read.
         if self.trainer.is_global_zero:
-            hp = self.hparams
-            result = teacher_logits(path, texts, self.teacher(), hp.teacher_batch_size, hp.teacher_max_length)
+            result = self._compute_split(dm, split, texts)
         self.trainer.strategy.barrier("teacher_cache")
         if not self.trainer.is_global_zero:
-            result = read_cached_logits(path, texts)
+            result = read_cached_logits(self.teacher_cache_file(dm, split), texts)
         self.teacher_info = dict(result.meta)
         return result.logits
+
+    def build_teacher_cache(self, datamodule, splits: tuple[str, ...] = ("train", "val")) -> dict:
+        """Stage 1 without a Trainer: run the teacher over ``splits`` of a set-up datamodule and cache the logits.
+
+        ``fit`` with the same config then finds every row in the cache. Returns, per split, the cache
+        file, whether it was a hit, and how many texts the teacher had to run on.
+        """
+        report = {}
+        for split in (s for s in splits if s in datamodule.splits):
+            result = self._compute_split(datamodule, split, datamodule.splits[split].texts)
+            report[split] = {"path": str(self.teacher_cache_file(datamodule, split)), "status": result.status,
+                             "computed": result.computed, "rows": len(datamodule.splits[split].texts)}
+        self._teacher = None
+        return report
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
