@@ -24,22 +24,36 @@ __all__ = ["embed", "embedding_probe", "few_shot_knn", "load_encoder", "run_base
 
 
 def load_encoder(name: str, threads: int | None = None):
-    """A ``SentenceTransformer`` by Hub id or directory, found offline through the model resolver."""
+    """A ``SentenceTransformer`` by Hub id or directory, found offline through the model resolver.
+
+    A final ``Normalize`` module (all-MiniLM-L6-v2 has one) is dropped: with unit vectors, Euclidean
+    distance is a function of cosine similarity and the two measures would always agree. ``embed``
+    normalises where cosine needs it.
+    """
     import torch
     from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize
 
     from distillery.hub import resolve_model
 
     if threads is not None:
         torch.set_num_threads(threads)
-    return SentenceTransformer(str(resolve_model(name)), device="cpu")
+    encoder = SentenceTransformer(str(resolve_model(name)), device="cpu")
+    modules = list(encoder)
+    if modules and isinstance(modules[-1], Normalize):
+        encoder = SentenceTransformer(modules=modules[:-1], device="cpu")
+    return encoder
 
 
-def embed(encoder, texts: list[str], batch_size: int = 128) -> np.ndarray:
-    """(N, D) float32 sentence embeddings, L2-normalised (so cosine similarity is a dot product)."""
-    out = encoder.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+def embed(encoder, texts: list[str], batch_size: int = 128, normalize: bool = True) -> np.ndarray:
+    """(N, D) float32 sentence embeddings; unit length when ``normalize`` (cosine similarity is then a dot product)."""
+    out = encoder.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=normalize,
                          show_progress_bar=False)
     return np.asarray(out, dtype=np.float32)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def embedding_probe(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray,
@@ -69,7 +83,7 @@ def knn_predict(support_x: np.ndarray, support_y: np.ndarray, eval_x: np.ndarray
                 neighbors: int, num_labels: int) -> np.ndarray:
     """Majority class of the ``neighbors`` most similar support examples (ties: the nearer class wins)."""
     if metric == "cosine":
-        sim = eval_x @ support_x.T  # embeddings are unit length
+        sim = _unit(eval_x) @ _unit(support_x).T
     elif metric == "euclidean":
         sim = -np.sqrt(np.maximum(((eval_x[:, None, :] - support_x[None, :, :]) ** 2).sum(-1), 0.0))
     else:
@@ -128,22 +142,22 @@ def run_baselines(encoder_name: str, train_texts: list[str], train_labels: list[
     encoder = load_encoder(encoder_name, threads)
     train_y, eval_y = np.asarray(train_labels), np.asarray(eval_labels)
     start = time.perf_counter()
-    eval_x = embed(encoder, eval_texts)
+    eval_x = embed(encoder, eval_texts, normalize=False)  # raw pooled embeddings; each method normalises as it needs
     eval_embed_s = time.perf_counter() - start
     rng = np.random.default_rng(seed)
     probe_idx = np.arange(len(train_texts))
     if probe_train_limit is not None and probe_train_limit < len(train_texts):
         probe_idx = np.sort(rng.choice(len(train_texts), probe_train_limit, replace=False))
     start = time.perf_counter()
-    train_x = embed(encoder, [train_texts[i] for i in probe_idx])
+    train_x = embed(encoder, [train_texts[i] for i in probe_idx], normalize=False)
     train_embed_s = time.perf_counter() - start
-    probe = embedding_probe(train_x, train_y[probe_idx], eval_x, eval_y, num_labels, probe_c, seed)
+    probe = embedding_probe(_unit(train_x), train_y[probe_idx], _unit(eval_x), eval_y, num_labels, probe_c, seed)
     probe["train_s"] = train_embed_s + probe["fit_s"]
     results = {"embedding_probe": probe}
     for k in shots:
         for metric in metrics:
             start = time.perf_counter()
-            res = few_shot_knn(lambda t: embed(encoder, t), train_texts, train_y, eval_x, eval_y, num_labels, k,
+            res = few_shot_knn(lambda t: embed(encoder, t, normalize=False), train_texts, train_y, eval_x, eval_y, num_labels, k,
                                metric, neighbors, draws, seed)
             res["train_s"] = (time.perf_counter() - start) / draws  # embedding one draw's examples
             results[f"knn_{k}shot_{metric}"] = res

@@ -469,8 +469,7 @@ class Pipeline:
         if failed:
             raise PipelineError("; ".join(
                 f"gate {c['gate']} failed: {c['what']} is {c['value_points']:+.2f} points, limit "
-                f"{'>=' if c['gate'] == 'min_margin_over_baselines' else '<='} {c['limit_points']}" for c in failed)
-                + f" (numbers in {self.run_dir / 'gates.failed' / 'gates.json'})")
+                f"{'>=' if c['gate'] == 'min_margin_over_baselines' else '<='} {c['limit_points']}" for c in failed))
         return {"file": "gates.json", "models": models, "gates": checks}
 
     def stage_benchmark(self, partial: Path) -> dict:
@@ -543,6 +542,7 @@ def run_pipeline(
     quick_export: dict = {},
     quick_benchmark: dict = {},
     quick_baselines: dict = {},
+    quick_gates: dict = {},
     force: list[str] = [],
 ) -> dict:
     """Teacher -> cache -> student -> ONNX -> int8 -> gates -> benchmark -> hard cases -> report, skipping unchanged stages.
@@ -561,16 +561,21 @@ def run_pipeline(
         quick_export: export options that replace ``export``'s in quick mode.
         quick_benchmark: benchmark options that replace ``benchmark``'s in quick mode.
         quick_baselines: baseline options that replace ``baselines``' in quick mode.
+        quick_gates: gate thresholds that replace ``gates``' in quick mode (a slice trains weaker models).
         force: stages to redo even if unchanged (``all`` for every stage); later stages follow.
     """
     config = {"teacher": dataclasses.asdict(teacher), "student": dataclasses.asdict(student), "run_dir": run_dir,
               "export": export, "benchmark": benchmark, "gates": dataclasses.asdict(gates), "hard_cases": hard_cases,
               "baselines": baselines, "quick": quick, "quick_export": quick_export, "quick_benchmark": quick_benchmark,
-              "quick_baselines": quick_baselines}
+              "quick_baselines": quick_baselines, "quick_gates": quick_gates}
     if quick:
         export, benchmark = {**export, **quick_export}, {**benchmark, **quick_benchmark}
         baselines = {**baselines, **quick_baselines} if baselines is not None else None
         run_dir = run_dir.rstrip("/") + "_quick"
+        unknown = set(quick_gates) - {f.name for f in dataclasses.fields(Gates)}
+        if unknown:
+            raise PipelineError(f"quick_gates: unknown gate(s) {sorted(unknown)}")
+        gates = dataclasses.replace(gates, **quick_gates)
     for s, what in ((teacher, "teacher"), (student, "student")):
         if not Path(s.config).is_file():
             raise PipelineError(f"{what}.config: {s.config}: file not found")
