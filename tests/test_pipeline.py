@@ -126,6 +126,17 @@ def test_bad_pipeline_config_is_one_line(tmp_path, tiny_bert):
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(SystemExit, match=r"teacher.config: .*nope.yaml: file not found"):
         pipeline_main(["--config", str(path)])
+    cfg["teacher"]["config"] = str(REPO / "configs/sst2_classify.yaml")
+    path.write_text(yaml.safe_dump(cfg))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text('{"stages": {')  # damaged by hand
+    with pytest.raises(SystemExit, match=r"run/manifest.json: not valid JSON .*; move it away") as e:
+        pipeline_main(["--config", str(path)])
+    assert "\n" not in str(e.value)
+    assert (tmp_path / "run" / "manifest.json").read_text() == '{"stages": {'  # never overwritten
+    with pytest.raises(SystemExit, match=r"--force: unknown stage\(s\) \['techer'\]"):
+        (tmp_path / "run" / "manifest.json").unlink()
+        pipeline_main(["--config", str(path), "--force", "techer"])
 
 
 def test_force_and_quick_flags_are_normalised():
