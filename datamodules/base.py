@@ -215,6 +215,15 @@ class TextClassificationDataModule(L.LightningDataModule):
             else:
                 batches = ResumableBatchSampler(sampler, self.batch_size, False, epoch, done)
             return DataLoader(ds, batch_sampler=batches, **common)
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            # Lightning's DistributedSampler pads the last shard with repeated rows, which would count them
+            # twice in val/test metrics; each row is evaluated exactly once instead (shards may differ by one).
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(ds, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                                   shuffle=False)
+            return DataLoader(ds, batch_size=self.eval_batch_size, sampler=sampler, **common)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, **common)
 
     def train_dataloader(self) -> DataLoader:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torchmetrics import MeanMetric
 
 from distillery.hub import resolve_model
 from distillery.layers import keep_layers
@@ -113,6 +114,8 @@ class TextClassifier(L.LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # Mean loss over rows as a metric: exact across DDP ranks whose shards differ in size.
+        self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         self.test_report = report_metrics(self.hparams.num_labels)
 
     # -- steps --------------------------------------------------------------------------------
@@ -146,7 +149,8 @@ class TextClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, batch["labels"])
         preds = logits.argmax(-1)
         metrics.update(preds, batch["labels"])
-        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["labels"].shape[0])
+        self.eval_loss[stage].update(loss, weight=batch["labels"].shape[0])
+        self.log(f"{stage}/loss", self.eval_loss[stage], prog_bar=True, batch_size=batch["labels"].shape[0])
         self.log_dict(metrics, prog_bar=True, batch_size=batch["labels"].shape[0])
         return preds
 

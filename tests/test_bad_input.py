@@ -98,3 +98,19 @@ def test_unlabelled_rows_outside_distillation_name_the_module_that_can_train_the
     module = TextClassifier(model_name=str(tiny_bert), num_labels=2)
     with pytest.raises(ValueError, match="use lit_modules.distill.DistillationClassifier"):
         module.training_loss(torch.zeros(2, 2), {"labels": torch.tensor([0, -1])})
+
+
+def test_a_damaged_tokenization_cache_is_rebuilt_not_trusted(tiny_bert, sst2_dir, tmp_path):
+    def setup():
+        dm = SST2DataModule(data_dir=str(sst2_dir), tokenizer_name=str(tiny_bert), cache_dir=str(tmp_path / "tok"))
+        dm.setup("fit")
+        return dm
+
+    want = setup().datasets["train"].input_ids
+    files = sorted((tmp_path / "tok").glob("*.pt"))
+    assert files
+    for f in files:
+        f.write_bytes(b"not a torch file")  # a disk error, a killed copy
+    dm = setup()
+    assert dm.datasets["train"].input_ids == want
+    assert all(f.stat().st_size > 20 for f in files)  # rewritten whole

@@ -123,3 +123,19 @@ def test_ddp_training_matches_one_process_with_the_same_global_batch(method, sst
     assert len(got) == len(want) == 2
     for g, w in zip(got, want):
         assert g == pytest.approx(w, abs=1e-4)
+
+
+def test_ddp_validation_counts_every_row_once_with_an_odd_number_of_rows(tiny_bert, sst2_dir, tmp_path):
+    """7 dev rows on 2 ranks: 4 + 3, never 4 + 4 with a repeated row; loss and metrics equal one process."""
+    lines = (sst2_dir / "dev.tsv").read_text().splitlines()
+    (sst2_dir / "dev.tsv").write_text("\n".join(lines[:8]) + "\n")  # header + 7 rows
+    run_cli(args("fit", tiny_bert, sst2_dir, tmp_path / "fit", "--trainer.max_steps=2"),
+            cwd=tmp_path)
+    (ckpt,) = (tmp_path / "fit").glob("runs/*/version_0/checkpoints/last.ckpt")
+    run_cli(args("validate", tiny_bert, sst2_dir, tmp_path / "v2", f"--config={DDP}", f"--ckpt_path={ckpt}"), cwd=tmp_path)
+    run_cli(args("validate", tiny_bert, sst2_dir, tmp_path / "v1", f"--ckpt_path={ckpt}"), cwd=tmp_path)
+    two, one = val_metrics(tmp_path / "v2"), val_metrics(tmp_path / "v1")
+    assert {"val/acc", "val/f1", "val/loss"} <= set(one)
+    assert two == pytest.approx(one, abs=1e-6)
+    acc = one["val/acc"] * 7
+    assert abs(acc - round(acc)) < 1e-5  # a multiple of 1/7: seven rows, each once
