@@ -128,15 +128,20 @@ class TextClassificationDataModule(L.LightningDataModule):
     # -- exact mid-epoch resume: Lightning stores this in every checkpoint ---------------------------
 
     def state_dict(self) -> dict:
-        """Where training stands in the epoch (batches done), so a resumed run skips exactly those."""
+        """How many training batches are done, so a resumed run starts at the next one (mid-epoch too)."""
         trainer = self.trainer
         if trainer is None or trainer.state.fn != "fit":
             return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        return {"train_epoch": trainer.current_epoch, "train_batches_done": int(done)}
+        done = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+        return {"train_batches_total": int(done), "train_batches_per_epoch": int(trainer.num_training_batches)}
+
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self._resume_position = (state_dict.get("train_epoch", -1), state_dict.get("train_batches_done", 0))
+        total, per_epoch = state_dict.get("train_batches_total"), state_dict.get("train_batches_per_epoch")
+        if total is not None and per_epoch:
+            self._resume_position = divmod(int(total), int(per_epoch))
 
     @property
     def num_labels(self) -> int:
@@ -207,7 +212,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         common = dict(num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0)
         if train:
             # The order depends on (seed, epoch) only, and a mid-epoch checkpoint's position is skipped.
-            sampler = EpochShuffleSampler(len(ds), self.seed)
+            sampler = EpochShuffleSampler(len(ds), self.seed, self._current_epoch)
             epoch, done = self._resume_position
             if self.group_by_length:
                 batches = LengthGroupedBatchSampler(sampler, self.batch_size, False, lengths=ds.lengths, seed=self.seed,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import BatchSampler, Sampler
@@ -17,26 +17,42 @@ class EpochShuffleSampler(Sampler[int]):
     what Lightning's ``DistributedSampler`` does under DDP, which replaces this sampler there.
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
+    def __init__(self, n: int, seed: int = 0, epoch_source: Callable[[], int] | None = None) -> None:
+        self.n, self.seed, self._epoch = n, seed, 0
+        self.epoch_source = epoch_source
+
+    @property
+    def epoch(self) -> int:
+        """``epoch_source()`` when given (the trainer's ``current_epoch``), else the last ``set_epoch``.
+
+        Lightning 2.6 passes ``set_epoch`` one more than the current epoch in the first epoch after
+        resuming from an end-of-epoch checkpoint, so the datamodule asks the trainer instead.
+        """
+        return self.epoch_source() if self.epoch_source is not None else self._epoch
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch = epoch
 
     def __len__(self) -> int:
         return self.n
 
+    def permutation(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return iter(self.permutation(self.epoch))
 
 
 class ResumableBatchSampler(BatchSampler):
-    """Batches of a (seeded) sampler; in epoch ``resume_epoch`` the first ``resume_batches`` are skipped.
+    """Batches of a (seeded) sampler that can start in the middle of an epoch.
 
-    The datamodule passes the position of a mid-epoch checkpoint here, so the resumed epoch continues
-    with the batch the interrupted run would have trained on next. They are constructor arguments,
-    not attributes, because Lightning re-creates the batch sampler (with a distributed sampler) under DDP.
+    ``resume_epoch``/``resume_batches`` is where a checkpoint stopped (the datamodule computes it from the
+    number of batches done). The first iteration after construction serves that epoch minus its first
+    ``resume_batches`` batches, whatever epoch counter Lightning reports at that moment (after a restore
+    its counters can be one apart); later iterations follow the current epoch, and an iteration of
+    ``resume_epoch`` again (Lightning may iterate twice at a restart) skips the same batches. They are
+    constructor arguments because Lightning re-creates the batch sampler (with a distributed sampler) under DDP.
     """
 
     def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool, resume_epoch: int = -1,
@@ -44,6 +60,7 @@ class ResumableBatchSampler(BatchSampler):
         super().__init__(sampler, batch_size, drop_last)
         self.resume_epoch, self.resume_batches = resume_epoch, resume_batches
         self._epoch = 0
+        self._first = True
 
     @property
     def epoch(self) -> int:
@@ -55,12 +72,22 @@ class ResumableBatchSampler(BatchSampler):
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
-    def batches(self) -> list[list[int]]:
-        return list(super().__iter__())
+    def indices(self, epoch: int) -> list[int]:
+        """The index order of ``epoch``: asked of a seeded sampler, else (a distributed sampler) read off it."""
+        if hasattr(self.sampler, "permutation"):
+            return self.sampler.permutation(epoch)
+        return list(self.sampler)
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        indices = self.indices(epoch)
+        return [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)
+                if not self.drop_last or i + self.batch_size <= len(indices)]
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self.batches()
-        if self.epoch == self.resume_epoch:
+        epoch = self.resume_epoch if self._first and self.resume_epoch >= 0 else self.epoch
+        self._first = False
+        batches = self.batches(epoch)
+        if epoch == self.resume_epoch:
             batches = batches[self.resume_batches :]
         return iter(batches)
 
@@ -99,8 +126,8 @@ class LengthGroupedBatchSampler(ResumableBatchSampler):
         self.mega_batch_mult = mega_batch_mult
         self.seed = seed
 
-    def batches(self) -> list[list[int]]:
-        indices = list(self.sampler)
+    def batches(self, epoch: int) -> list[list[int]]:
+        indices = self.indices(epoch)
         window = self.batch_size * self.mega_batch_mult
         batches: list[list[int]] = []
         for start in range(0, len(indices), window):
@@ -109,7 +136,7 @@ class LengthGroupedBatchSampler(ResumableBatchSampler):
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
         if len(batches) > 1:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            g = torch.Generator().manual_seed(self.seed + epoch)
             longest = max(range(len(batches)), key=lambda b: max(self.lengths[i] for i in batches[b]))
             batches[0], batches[longest] = batches[longest], batches[0]
             order = torch.randperm(len(batches) - 1, generator=g).tolist()
