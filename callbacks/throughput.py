@@ -20,6 +20,10 @@ class TrainThroughput(L.Callback):
     inside the window is excluded. Also reports real and padded tokens/s, the fit's wall time and
     peak RSS, logs ``train/samples_per_s`` and writes a JSON.
 
+    Under DDP the samples and tokens are summed over all ranks (the global rate, over rank zero's
+    window), ``peak_rss_mib`` is rank zero's and ``peak_rss_mib_all_ranks`` the sum over ranks: what
+    the whole job holds on one machine.
+
     Args:
         warmup_steps: steps excluded from the steady-state window.
         output_path: JSON to write at the end of fit; None writes ``<log_dir>/throughput.json``.
@@ -60,7 +64,15 @@ class TrainThroughput(L.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         wall = time.perf_counter() - self._fit_start
-        result = {"steps": self._steps, "fit_wall_s": wall, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result = {"steps": self._steps, "fit_wall_s": wall, "peak_rss_mib": rss, "world_size": trainer.world_size}
+        if trainer.world_size > 1:  # a collective: every rank takes part
+            import torch
+
+            totals = trainer.strategy.reduce(torch.tensor([self._samples, self._real, self._padded, rss], dtype=torch.float64),
+                                             reduce_op="sum")
+            self._samples, self._real, self._padded = (int(v) for v in totals[:3].tolist())
+            result["peak_rss_mib_all_ranks"] = float(totals[3])
         if self._samples:
             span = self._last - self._t0 - self._paused
             result.update(

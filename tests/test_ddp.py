@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,10 @@ def test_two_process_ddp_classification(tiny_bert, sst2_dir, tmp_path):
     assert (log_dir / "hf_model" / "config.json").is_file()
     assert not list(log_dir.glob("**/*.tmp*"))  # atomic writes left nothing behind
     assert torch.load(log_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    # TrainThroughput reduces over ranks: the memory of the whole job, not only rank zero's.
+    throughput = json.loads((log_dir / "throughput.json").read_text())
+    assert throughput["world_size"] == 2
+    assert throughput["peak_rss_mib_all_ranks"] > 1.5 * throughput["peak_rss_mib"]
 
     # The same weights, validated by 2 ranks (4 of the 8 dev rows each, sync_dist) and by 1 process.
     ckpt = f"--ckpt_path={log_dir / 'checkpoints' / 'last.ckpt'}"
@@ -61,8 +66,6 @@ def test_two_process_ddp_classification(tiny_bert, sst2_dir, tmp_path):
 
 def no_dropout_bert(directory: Path) -> Path:
     """The tiny BERT with dropout off: two ranks draw other dropout masks than one process would."""
-    import json
-
     from tests.conftest import make_tiny_bert
 
     make_tiny_bert(directory)
