@@ -416,6 +416,7 @@ class Pipeline:
                                label_column="label", text_column="text", max_accuracy_drop=None, **cfg)
         return {"dirs": {d: d for d in ("hf", "onnx", "onnx-int8") if (partial / d).is_dir()},
                 "timings_s": summary["timings_s"], "onnx_size_bytes": summary["onnx"]["size_bytes"],
+                "fusion": summary["onnx"]["fusion"],
                 "int8_size_bytes": summary.get("quantization", {}).get("size_bytes"),
                 "quantization": {k: v for k, v in summary.get("quantization", {}).items() if k in ("mode", "isa", "per_channel")}}
 

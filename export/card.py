@@ -67,6 +67,11 @@ def model_card(summary: dict, variant: str, path: str) -> str:
     if variant in ("hf", "fp32") and parity:
         lines.append(f"| max \\|logit difference\\| ONNX fp32 vs PyTorch ({parity['n_texts']} texts) | "
                      f"{parity['max_abs_diff']:.2e} (tolerance {parity['atol']:g}) |")
+    fusion = onnx.get("fusion") or {}
+    if variant in ("fp32", "int8"):
+        ops = ", ".join(f"{k} x{v}" for k, v in (fusion.get("operators") or {}).items())
+        lines.append(f"| graph | {fusion.get('nodes_after')} nodes after transformer fusion ({ops}) |" if fusion.get("fused")
+                     else f"| graph | not fused ({fusion.get('reason', 'fuse=false')}) |")
     if variant == "int8":
         if ev:
             lines.append(f"| accuracy drop vs fp32 | {ev['drop_points']:.2f} points (gate: at most {ev['max_accuracy_drop']:g}) |")

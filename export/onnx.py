@@ -9,7 +9,7 @@ import numpy as np
 
 from .runtime import OnnxClassifier
 
-__all__ = ["FALLBACK_TEXTS", "ParityError", "ParityReport", "check_parity", "export_onnx"]
+__all__ = ["FALLBACK_TEXTS", "ParityError", "ParityReport", "check_parity", "export_onnx", "fuse_transformer"]
 
 # Used only when neither texts nor an evaluation file are given: a few ordinary sentences of different
 # lengths, so that padding and attention masks are exercised.
@@ -58,6 +58,50 @@ def export_onnx(hf_dir: str | Path, out_dir: str | Path, opset: int = 18) -> Pat
     # optimum's own validation uses random inputs; check_parity below uses real sentences instead.
     main_export(str(hf_dir), str(out_dir), task="text-classification", opset=opset, do_validation=False)
     return Path(out_dir) / "model.onnx"
+
+
+def fuse_transformer(onnx_dir: str | Path, file_name: str = "model.onnx") -> dict:
+    """Rewrite ``onnx_dir/file_name`` with ONNX Runtime's transformer fusions; returns what was fused.
+
+    One ``Attention`` node per layer (instead of about 20 MatMul/Reshape/Transpose/Softmax nodes),
+    ``SkipLayerNormalization`` for the residual adds, ``BiasGelu`` and ``EmbedLayerNormalization``: a
+    3-layer MiniLM goes from 401 to 79 nodes. Dynamic int8 then quantizes the fused attention as
+    ``QAttention`` and the embedding table as int8. This is ``onnxruntime.transformers.optimizer`` with
+    ``opt_level=0``: only pattern fusions, no hardware-specific rewrites, so the file stays portable
+    (the session applies its own optimizations at load). Symbolic shape inference then records the
+    contrib ops' output types, which the quantizer needs. Model types ONNX Runtime cannot fuse are left
+    as they are (``{"fused": False, "reason": ...}``); the parity check runs on the result either way.
+    """
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+    from optimum.onnxruntime.utils import ORTConfigManager
+    from transformers import AutoConfig
+
+    path = Path(onnx_dir) / file_name
+    config = AutoConfig.from_pretrained(onnx_dir)
+    try:
+        ORTConfigManager.check_optimization_supported_model(config.model_type, None)
+    except (KeyError, NotImplementedError):
+        return {"fused": False, "reason": f"ONNX Runtime has no transformer fusions for model_type {config.model_type!r}"}
+    ort_type = ORTConfigManager.get_model_ort_type(config.model_type)
+    heads = getattr(config, "num_attention_heads", 0) or 0
+    hidden = getattr(config, "hidden_size", 0) or 0
+    nodes_before = len(onnx.load(str(path), load_external_data=False).graph.node)
+    model = optimize_model(str(path), model_type=ort_type, num_heads=heads, hidden_size=hidden,
+                           optimization_options=FusionOptions(ort_type), opt_level=0)
+    fused = {k: v for k, v in model.get_fused_operator_statistics().items() if v}
+    graph = model.model
+    # The fused ops live in ONNX Runtime's domain; the optimizer does not always declare it, and onnx's
+    # own shape inference (which the quantizer runs) refuses a graph whose ops have no opset import.
+    domains = {n.domain for n in graph.graph.node} - {"", "ai.onnx"}
+    declared = {o.domain for o in graph.opset_import}
+    graph.opset_import.extend(onnx.helper.make_opsetid(d, 1) for d in sorted(domains - declared))
+    graph = SymbolicShapeInference.infer_shapes(graph, auto_merge=True)
+    onnx.save(graph, str(path))
+    return {"fused": bool(fused), "model_type": ort_type, "operators": fused, "nodes_before": nodes_before,
+            "nodes_after": len(graph.graph.node)}
 
 
 def _torch_logits(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:

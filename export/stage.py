@@ -3,7 +3,7 @@
 Output layout under ``output_dir``::
 
     hf/           plain transformers model + tokenizer + label names (LoRA merged)
-    onnx/         model.onnx (fp32)                       loads with ORTModelForSequenceClassification
+    onnx/         model.onnx (fp32, transformer-fused)    loads with ORTModelForSequenceClassification
     onnx-int8/    model_quantized.onnx                    only when the accuracy gate passed
     onnx-int8.rejected/                                   instead, when it failed (the command exits non-zero)
     export.json   everything measured; each directory also has a README.md model card
@@ -24,7 +24,7 @@ from callbacks.hf_export import replace_dir
 
 from .card import write_model_card
 from .gate import GateError, accuracy_gate, evaluate, gate_message
-from .onnx import FALLBACK_TEXTS, ParityError, check_parity, export_onnx
+from .onnx import FALLBACK_TEXTS, ParityError, check_parity, export_onnx, fuse_transformer
 from .quantize import cpu_model, detect_isa, quantize
 from .runtime import OnnxClassifier
 from .source import write_hf_dir
@@ -98,6 +98,7 @@ def export_model(
     parity_samples: int = 64,
     atol: float = 1e-4,
     opset: int = 18,
+    fuse: bool | None = None,
     max_length: int = 128,
     quantization: Literal["dynamic", "static", "none"] = "dynamic",
     isa: Literal["avx512_vnni", "avx512", "avx2", "arm64"] | None = None,
@@ -125,6 +126,10 @@ def export_model(
         parity_samples: how many eval texts the parity check uses.
         atol: largest allowed absolute logit difference between ONNX fp32 and PyTorch.
         opset: ONNX opset (17 or newer).
+        fuse: rewrite the fp32 graph with ONNX Runtime's transformer fusions (one Attention node per layer,
+            SkipLayerNormalization, BiasGelu, EmbedLayerNormalization) before the parity check and
+            quantization; None fuses unless quantization is static, whose calibration keeps LayerNorm and
+            GELU nodes in fp32 by name and so needs the unfused graph.
         max_length: longest token sequence (longer texts are truncated).
         quantization: ``dynamic`` (default), ``static`` (calibrated on ``calibration_file``) or ``none``.
         isa: int8 target; None detects it from /proc/cpuinfo (avx512_vnni > avx512 > avx2 > arm64).
@@ -148,6 +153,11 @@ def export_model(
         raise ExportError("static quantization needs a calibration_file of training texts")
     if opset < 17:
         raise ExportError(f"opset {opset}: need 17 or newer")
+    if fuse is None:
+        fuse = quantization != "static"
+    elif fuse and quantization == "static":
+        raise ExportError("fuse=true with quantization=static: static int8 keeps LayerNorm/GELU nodes in fp32, "
+                          "which fusion removes; pass fuse=false (or leave it unset) or quantization=dynamic")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"source": str(source), "output_dir": str(out), "cpu": {"model": cpu_model()},
@@ -165,11 +175,19 @@ def export_model(
     summary.update(source_info=info, label_names=names, hf={"size_bytes": _size(out / "hf", (".safetensors", ".bin"))})
     texts, labels = read_labelled(eval_file, names, text_column, label_column, eval_limit) if eval_file else ([], [])
 
+    fusion = {"fused": False, "reason": "fuse=false"}
+
+    def write_onnx(tmp: Path) -> None:
+        nonlocal fusion
+        export_onnx(out / "hf", tmp, opset)
+        if fuse:
+            fusion = fuse_transformer(tmp)
+
     with timed("onnx_export"):
-        replace_dir(lambda tmp: export_onnx(out / "hf", tmp, opset), out / "onnx")
+        replace_dir(write_onnx, out / "onnx")
     fp32 = OnnxClassifier(out / "onnx", max_length=max_length)
     summary["onnx"] = {"opset": opset, "file": "model.onnx", "size_bytes": fp32.path.stat().st_size,
-                       "inputs": list(fp32.input_names), "outputs": fp32.output_names}
+                       "inputs": list(fp32.input_names), "outputs": fp32.output_names, "fusion": fusion}
     try:
         with timed("parity"):
             report = check_parity(out / "hf", out / "onnx", parity_texts or texts[:parity_samples] or FALLBACK_TEXTS,
@@ -180,7 +198,8 @@ def export_model(
         summary["parity"] = {"error": str(e)}
         _promote(out / "onnx", out / "onnx.rejected")
         (out / "export.json").write_text(json.dumps(summary, indent=2))
-        raise ParityError(f"{e}; the export is kept in {out / 'onnx.rejected'}") from None
+        hint = "; try fuse=false" if fusion.get("fused") else ""
+        raise ParityError(f"{e}; the export is kept in {out / 'onnx.rejected'}{hint}") from None
 
     failure, int8_dir = None, None
     if quantization != "none":

@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,15 @@ def test_export_writes_parity_checked_onnx_int8_and_cards(exported):
     ev = summary["evaluation"]
     assert ev["fp32_accuracy"] == 1.0 and ev["passed"] and ev["n_rows"] == 8 and ev["batch_size"] == 1
     assert (out / "onnx-int8" / "model_quantized.onnx").stat().st_size < (out / "onnx" / "model.onnx").stat().st_size
+    # The fp32 graph is transformer-fused (one Attention node per layer) before parity and quantization.
+    fusion = summary["onnx"]["fusion"]
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert fusion["fused"] and fusion["operators"]["Attention"] == ops["Attention"] == 2  # the tiny BERT's layers
+    assert ops["SkipLayerNormalization"] and ops["EmbedLayerNormalization"] == 1 and not ops["Softmax"]
+    assert fusion["nodes_after"] == len(model.graph.node) < fusion["nodes_before"]
+    int8_ops = Counter(n.op_type for n in onnx.load(str(out / "onnx-int8" / "model_quantized.onnx")).graph.node)
+    assert int8_ops["QAttention"] == 2
+    assert "nodes after transformer fusion" in (out / "onnx-int8" / "README.md").read_text()
     for sub in ("hf", "onnx", "onnx-int8"):
         card = (out / sub / "README.md").read_text()
         assert "100.00%" in card and "dev.tsv" in card, sub
@@ -268,6 +278,34 @@ def test_gate_fails_on_a_broken_int8_model(trained_hf, sst2_files, tmp_path, mon
     assert json.loads((out / "export.json").read_text())["evaluation"]["passed"] is False
 
 
+def test_unfused_export_gives_the_same_logits(exported, trained_hf, sst2_files, tmp_path):
+    import onnx
+
+    from export.cli import export_main
+    from export.runtime import OnnxClassifier
+
+    out, _ = exported
+    summary = export_main(["--source", str(trained_hf), "--output_dir", str(tmp_path / "out"), "--fuse", "false",
+                           "--quantization", "none", "--eval_file", str(sst2_files / "dev.tsv")])
+    assert summary["onnx"]["fusion"] == {"fused": False, "reason": "fuse=false"}
+    texts = POSITIVE + NEGATIVE
+    fused, plain = OnnxClassifier(out / "onnx"), OnnxClassifier(tmp_path / "out" / "onnx")
+    assert {"Attention"} <= {n.op_type for n in onnx.load(str(fused.path)).graph.node}
+    np.testing.assert_allclose(fused.logits(texts), plain.logits(texts), atol=1e-5)
+    np.testing.assert_allclose(fused.logits(texts[:1]), plain.logits(texts[:1]), atol=1e-5)
+
+
+def test_fusion_with_static_quantization_is_one_clear_error(trained_hf, sst2_files, tmp_path):
+    from export.cli import export_main
+
+    with pytest.raises(SystemExit, match="fuse=true with quantization=static") as err:
+        export_main(["--source", str(trained_hf), "--output_dir", str(tmp_path / "out"), "--fuse", "true",
+                     "--quantization", "static", "--calibration_file", str(sst2_files / "train.tsv"),
+                     "--eval_file", str(sst2_files / "dev.tsv")])
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
 def test_gate_needs_an_eval_file(trained_hf, tmp_path):
     from export.cli import export_main
 
@@ -284,6 +322,7 @@ def test_static_quantization_is_calibrated_and_excludes_fragile_nodes(trained_hf
     q = summary["quantization"]
     assert q["mode"] == "static" and q["operators"] == ["MatMul", "Add"] and q["calibration_samples"] == 12
     assert q["excluded_nodes"] > 0
+    assert summary["onnx"]["fusion"]["fused"] is False  # the exclusions name LayerNorm/GELU nodes: unfused graph
     assert summary["evaluation"]["agreement"] >= 0.75
     assert "calibration" in (tmp_path / "out" / "onnx-int8" / "README.md").read_text()
 
