@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # LoRA against full fine-tuning throughput on the same backbone, batch and data, one after the other.
-# Usage: bash bench/lora_throughput.sh [OUT_DIR]
+# Usage: bash bench/lora_throughput.sh [OUT_DIR]            SST-2, 200 steps each: LoRA, full, LoRA
+#        DATA=steam bash bench/lora_throughput.sh [OUT_DIR]  Steam reviews (max_length 256), 80 steps each: full, LoRA, full, LoRA
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench/results}
 PY=.venv/bin/python
+DATA=${DATA:-sst2}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
-run() {  # $1 config, $2 tag
-  $PY cli.py fit --config "configs/$1.yaml" --trainer.max_steps 200 --trainer.limit_val_batches 0 \
+run() {  # $1 config, $2 tag, $3 steps
+  $PY cli.py fit --config "configs/$1.yaml" --trainer.max_steps "$3" --trainer.limit_val_batches 0 \
     --trainer.enable_progress_bar false --trainer.logger.init_args.save_dir /tmp/bench_runs \
     --trainer.logger.init_args.name "$2" 2>&1 | grep TrainThroughput
   cp "$(ls -td /tmp/bench_runs/$2/version_* | head -1)/throughput.json" "$OUT/ours_$2.json"
 }
-run sst2_lora lora_s200
-run sst2_classify full_s200_rep3
-run sst2_lora lora_s200_rep2
+if [ "$DATA" = steam ]; then
+  run steam_classify steam_full_s80 80
+  run steam_lora steam_lora_s80 80
+  run steam_classify steam_full_s80_rep2 80
+  run steam_lora steam_lora_s80_rep2 80
+else
+  run sst2_lora lora_s200 200
+  run sst2_classify full_s200_rep3 200
+  run sst2_lora lora_s200_rep2 200
+fi
