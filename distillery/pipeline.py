@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -250,7 +251,10 @@ class Pipeline:
         return {"quick": self.quick}
 
     def stage_key(self, stage: str) -> str:
-        upstream = {u: [self.record(u)["key"], self.record(u)["finished"]] for u in DEPENDS[stage] if u in self.enabled}
+        # Each run of a stage gets a fresh run_id, so a forced rerun invalidates what follows even when it finishes
+        # within the same second as the run it replaced (the timestamps have one-second resolution).
+        upstream = {u: [self.record(u)["key"], self.record(u).get("run_id", self.record(u)["finished"])]
+                    for u in DEPENDS[stage] if u in self.enabled}
         return _key({"stage": stage, "params": self.params(stage), "upstream": upstream})
 
     def run_stage(self, stage: str, work: Callable[[Path], dict]) -> dict:
@@ -297,7 +301,8 @@ class Pipeline:
         shutil.rmtree(self.run_dir / f"{stage}.failed", ignore_errors=True)
         wall = time.perf_counter() - t0
         self.manifest["stages"][stage] = {"status": "done", "key": key, "started": started, "finished": _now(),
-                                          "wall_s": wall, "outputs": outputs, "last_action": "ran"}
+                                          "wall_s": wall, "outputs": outputs, "last_action": "ran", "run_id": uuid.uuid4().hex,
+                                          "code_version": self.manifest["code_version"]}  # --force may mix commits
         self._save_manifest()
         print(f"pipeline: {stage}: done in {wall:.1f} s", flush=True)
         return outputs

@@ -57,6 +57,7 @@ def test_quick_pipeline_runs_every_stage_and_writes_manifest_report_and_plot(pip
     assert all(manifest["stages"][s]["status"] == "done" and manifest["stages"][s]["last_action"] == "ran" for s in STAGES)
     saved = json.loads((run / "manifest.json").read_text())
     assert saved["code_version"].get("git_commit") or saved["code_version"].get("package_version")
+    assert all(saved["stages"][s]["code_version"] == saved["code_version"] for s in STAGES)  # each stage says which code made it
     assert saved["config"]["quick"] is True and saved["config"]["teacher"]["quick_args"] == ["--trainer.max_epochs=1"]
     assert any(k.endswith("train.tsv") for k in saved["inputs"]["data"]) and all(len(v) == 64 for v in saved["inputs"]["data"].values())
     assert all(saved["stages"][s]["wall_s"] > 0 for s in STAGES)
