@@ -80,7 +80,24 @@ def main(args: ArgsType = None):
     if argv and argv[0] in TOOLS:
         module, function = TOOLS[argv[0]]
         return getattr(importlib.import_module(module), function)(argv[1:])
-    return _cli(args)
+    cli = _cli(args)
+    _destroy_process_group()
+    return cli
+
+
+def _destroy_process_group() -> None:
+    """Shut a DDP run's process group down before the interpreter exits.
+
+    Lightning leaves it open; PyTorch asks callers to destroy it, and without that a gloo run can end
+    with ``terminate called without an active exception`` (SIGABRT, exit status 134) after training
+    finished. Only after a successful run: after an exception, other ranks may still be inside a
+    collective and destroying the group would hang.
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
