@@ -93,11 +93,10 @@ def _destroy_process_group() -> None:
     finished. Only after a successful run: after an exception, other ranks may still be inside a
     collective and destroying the group would hang.
     """
-    import sys
+    import torch.distributed as dist  # already loaded: lightning imports torch
 
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

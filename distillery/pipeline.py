@@ -301,7 +301,8 @@ class Pipeline:
         shutil.rmtree(self.run_dir / f"{stage}.failed", ignore_errors=True)
         wall = time.perf_counter() - t0
         self.manifest["stages"][stage] = {"status": "done", "key": key, "started": started, "finished": _now(),
-                                          "wall_s": wall, "outputs": outputs, "last_action": "ran", "run_id": uuid.uuid4().hex,
+                                          "wall_s": wall, "outputs": outputs, "last_action": "ran",
+                                          "run_id": uuid.uuid4().hex,  # what downstream keys name (stage_key)
                                           "code_version": self.manifest["code_version"]}  # --force may mix commits
         self._save_manifest()
         print(f"pipeline: {stage}: done in {wall:.1f} s", flush=True)
