@@ -20,7 +20,9 @@ from torch import nn
 from distillery.hub import resolve_model
 from distillery.layers import keep_layers
 
-__all__ = ["Teacher", "load_teacher"]
+__all__ = ["PRECISIONS", "Teacher", "load_teacher"]
+
+PRECISIONS = ("32", "bf16")  # the teacher's forward pass: float32, or bfloat16 autocast
 
 
 @dataclass(eq=False)
@@ -71,12 +73,17 @@ class Teacher:
         return h.hexdigest()
 
     @torch.inference_mode()
-    def logits(self, texts: list[str], batch_size: int = 64, max_length: int = 128) -> torch.Tensor:
+    def logits(
+        self, texts: list[str], batch_size: int = 64, max_length: int = 128, precision: str = "32"
+    ) -> torch.Tensor:
         """Return float32 logits of shape (N, num_labels) on the CPU, in the order of ``texts``.
 
         Texts are batched by length (less padding); the model's train/eval mode is restored afterwards,
-        so this also serves live models.
+        so this also serves live models. ``precision="bf16"`` runs the matmuls under bfloat16 autocast
+        (about 4x faster on CPUs with AMX; logits move by about 1e-2).
         """
+        if precision not in PRECISIONS:
+            raise ValueError(f"teacher precision must be one of {PRECISIONS}, got {precision!r}")
         was_training = self.model.training
         self.model.eval()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -90,9 +97,10 @@ class Teacher:
                     [texts[i] for i in rows], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
                 )
                 # Only ids and mask: some tokenizers emit token_type_ids that other architectures reject.
-                logits = self.model(
-                    input_ids=enc["input_ids"].to(self.device), attention_mask=enc["attention_mask"].to(self.device)
-                ).logits
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    logits = self.model(
+                        input_ids=enc["input_ids"].to(self.device), attention_mask=enc["attention_mask"].to(self.device)
+                    ).logits
                 out[rows] = logits.float().cpu()
                 if n_batches >= 20 and (b + 1) % step == 0:
                     done = min(start + batch_size, len(texts))

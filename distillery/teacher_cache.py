@@ -112,7 +112,8 @@ def read_cached_logits(path: str | Path, texts: list[str]) -> CachedLogits:
 
 
 def teacher_logits(
-    path: str | Path, texts: list[str], teacher: Teacher, batch_size: int = 64, max_length: int = 128
+    path: str | Path, texts: list[str], teacher: Teacher, batch_size: int = 64, max_length: int = 128,
+    precision: str = "32",
 ) -> CachedLogits:
     """Return the teacher's logits for ``texts``, running it only where the cache at ``path`` cannot answer.
 
@@ -122,10 +123,13 @@ def teacher_logits(
         teacher: the model that must have produced the cached rows.
         batch_size: teacher batch size for the texts it has to run on.
         max_length: the teacher's truncation length (part of what identifies the cached logits).
+        precision: the teacher's forward precision, ``32`` or ``bf16`` (also part of what identifies them).
     """
     path = Path(path)
     keys = [text_key(t) for t in texts]
-    producer = hashlib.sha256(f"{teacher.fingerprint}:{max_length}".encode()).hexdigest()
+    # float32 logits keep the old identity, so caches written before precision existed stay valid.
+    identity = f"{teacher.fingerprint}:{max_length}" + ("" if precision == "32" else f":{precision}")
+    producer = hashlib.sha256(identity.encode()).hexdigest()
     data = data_fingerprint(keys)
     entry = _read(path)
     if entry is not None and entry["teacher"] == producer and entry["data"] == data:
@@ -141,13 +145,14 @@ def teacher_logits(
     todo = [k for k in first if k not in known]
     status = "partial" if known else "built"
     rank_zero_info(f"teacher cache {status}: running {teacher.source} on {len(todo):,} texts -> {path}")
-    fresh = teacher.logits([first[k] for k in todo], batch_size=batch_size, max_length=max_length)
+    fresh = teacher.logits([first[k] for k in todo], batch_size=batch_size, max_length=max_length, precision=precision)
     known.update(zip(todo, fresh))
     unique = list(first)
     meta = {
         "teacher_source": teacher.source,
         "teacher_fingerprint": teacher.fingerprint,
         "max_length": max_length,
+        "precision": precision,
         "num_parameters": teacher.num_parameters,
         "label_names": list(teacher.label_names),
     }

@@ -179,7 +179,7 @@ def test_macro_f1_weights_classes_equally():
     assert s["accuracy"] == 0.75 and s["macro_f1"] == pytest.approx((6 / 7 + 0) / 2)
 
 
-@pytest.mark.parametrize("name", ["sst2_pipeline.yaml", "steam_pipeline.yaml"])
+@pytest.mark.parametrize("name", ["sst2_pipeline.yaml", "sst2_pipeline_minilm.yaml", "steam_pipeline.yaml"])
 def test_shipped_pipeline_configs_parse_and_their_fit_overrides_are_valid(name, capsys):
     from cli import main
 
