@@ -10,6 +10,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MeanMetric
@@ -215,6 +217,20 @@ class TextClassifier(L.LightningModule):
         # restores a checkpoint's datamodule state, and a mid-epoch resume would restart the epoch.
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip as Lightning does, except that bf16-mixed may clip a fused optimizer.
+
+        Lightning refuses to clip any optimizer that "handles unscaling" (fused AdamW) under mixed
+        precision, a guard for fp16's GradScaler. bf16 autocast has no scaler: the gradients are the
+        true ones, so clipping them before the fused step is exact.
+        """
+        plugin = self.trainer.precision_plugin
+        if isinstance(plugin, MixedPrecision) and plugin.scaler is None and gradient_clip_val:
+            algorithm = GradClipAlgorithmType((gradient_clip_algorithm or "norm").lower())
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_train_start(self) -> None:
         for config in self.trainer.lr_scheduler_configs:
