@@ -56,6 +56,9 @@ class LoRAClassifier(TextClassifier):
             (e.g. ``[query, value]``); any other string is a regular expression that peft
             matches against full module names.
         bias: which biases train: ``none``, ``all`` or ``lora_only`` (those of adapted layers).
+        layers_to_transform: adapt only these encoder layers (indices into the encoder, after
+            ``keep_layers``); None adapts every layer. Adapting only the top layers also stops the
+            backward pass there, since nothing below them trains: e.g. ``[3, 4, 5]`` of MiniLM's six.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class LoRAClassifier(TextClassifier):
         lora_dropout: float = 0.1,
         target_modules: list[str] | str = "auto",
         bias: Literal["none", "all", "lora_only"] = "none",
+        layers_to_transform: list[int] | None = None,
     ) -> None:
         # save_hyperparameters in the base collects these arguments too, before build_backbone runs.
         super().__init__(
@@ -97,6 +101,13 @@ class LoRAClassifier(TextClassifier):
         # peft's SEQ_CLS task already trains "classifier" and "score" in full; add the other new
         # head layers (DeBERTa-v2's pooler) so that none of them stays frozen at its random init.
         extra = [m for m in head_modules(model) if m not in ("classifier", "score")]
+        layers = hp.layers_to_transform
+        if layers is not None:
+            n = model.config.num_hidden_layers
+            if isinstance(targets, str):
+                raise ValueError("layers_to_transform: needs target_modules as a list or auto, not a regular expression")
+            if not layers or any(not 0 <= i < n for i in layers):
+                raise ValueError(f"layers_to_transform: {layers} must be non-empty indices in [0, {n}) of the encoder")
         config = LoraConfig(
             task_type=TaskType.SEQ_CLS,
             r=hp.r,
@@ -105,6 +116,7 @@ class LoRAClassifier(TextClassifier):
             target_modules=targets,
             bias=hp.bias,
             modules_to_save=extra or None,
+            layers_to_transform=list(layers) if layers is not None else None,
         )
         peft_model = get_peft_model(model, config)
         # Saved adapters name the base as the user did (a Hub id), not this machine's cache path.

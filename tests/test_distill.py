@@ -50,9 +50,9 @@ def calls(monkeypatch) -> list[int]:
     seen: list[int] = []
     original = Teacher.logits
 
-    def counting(self, texts, batch_size=64, max_length=128):
+    def counting(self, texts, batch_size=64, max_length=128, precision="32"):
         seen.append(len(texts))
-        return original(self, texts, batch_size=batch_size, max_length=max_length)
+        return original(self, texts, batch_size=batch_size, max_length=max_length, precision=precision)
 
     monkeypatch.setattr(Teacher, "logits", counting)
     return seen
@@ -182,6 +182,18 @@ def test_bad_temperature_or_alpha_fail_early(teacher_dir, tiny_bert):
         DistillationClassifier(teacher=str(teacher_dir), model_name=str(tiny_bert), temperature=0)
     with pytest.raises(ValueError, match="alpha"):
         DistillationClassifier(teacher=str(teacher_dir), model_name=str(tiny_bert), alpha=-0.1)
+    with pytest.raises(ValueError, match="teacher_precision must be one of"):
+        DistillationClassifier(teacher=str(teacher_dir), model_name=str(tiny_bert), teacher_precision="fp16")
+
+
+def test_bf16_teacher_logits_are_close_to_float32_and_bad_precision_is_refused(teacher_dir):
+    teacher = load_teacher(str(teacher_dir))
+    full, half = teacher.logits(POSITIVE + NEGATIVE), teacher.logits(POSITIVE + NEGATIVE, precision="bf16")
+    assert half.dtype == torch.float32 and not torch.equal(full, half), "bf16 autocast really ran"
+    torch.testing.assert_close(half, full, atol=0.1, rtol=0.05)
+    assert torch.equal(half.argmax(-1), full.argmax(-1))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        teacher.logits(POSITIVE[:1], precision="16")
 
 
 # -- training -----------------------------------------------------------------------------------

@@ -88,6 +88,30 @@ def test_auto_targets_and_trainable_set(model_type, tmp_path):
         assert p.requires_grad == (".lora_" in name or is_head), name
 
 
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_layers_to_transform_adapts_only_those_layers_and_backward_stops_there(model_type, tmp_path):
+    config, targets, _ = MODEL_TYPES[model_type]
+    module = lora(save_encoder(config, tmp_path / model_type), r=2, layers_to_transform=[1])
+    adapted = {n.split(".lora_A")[0] for n, _ in module.named_parameters() if ".lora_A." in n}
+    assert len(adapted) == len(targets) and all(re.search(r"\.1\.", n) for n in adapted), adapted
+    # Nothing in or below layer 0 trains, so its output carries no graph: backward never enters it.
+    layer0 = next(m for n, m in module.named_modules() if re.fullmatch(r".*\.(layer|layers)\.0", n))
+    seen = []
+    layer0.register_forward_hook(lambda m, i, out: seen.append((out[0] if isinstance(out, tuple) else out).requires_grad))
+    ids = torch.randint(5, 60, (2, 6))
+    module.train()
+    module.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.sum().backward()
+    assert seen == [False]
+    assert all(p.grad is not None for n, p in module.named_parameters() if ".lora_" in n)
+
+
+def test_layers_to_transform_out_of_range_or_with_a_regex_is_refused(tiny_bert):
+    with pytest.raises(ValueError, match=r"layers_to_transform: \[2\] must be non-empty indices in \[0, 2\)"):
+        lora(tiny_bert, layers_to_transform=[2])
+    with pytest.raises(ValueError, match="layers_to_transform: needs target_modules as a list or auto"):
+        lora(tiny_bert, target_modules=".*query", layers_to_transform=[1])
+
+
 def test_explicit_targets_and_unknown_model_type(tiny_bert, tmp_path):
     module = lora(tiny_bert, target_modules=["value"])
     assert {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in module.named_parameters() if ".lora_A." in n} == {"value"}
@@ -112,6 +136,20 @@ def test_fit_logs_parameter_counts(tiny_bert, sst2_dir, tmp_path):
     trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(module, datamodule=sst2(tiny_bert, sst2_dir))
     trainable, total = module.parameter_counts()
     assert module.param_counts["trainable"] == trainable and module.param_counts["total"] == total
+
+
+def test_bf16_mixed_clips_a_fused_adamw(tiny_bert, sst2_dir, tmp_path, monkeypatch):
+    norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, max_norm, *a, **k: norms.append(max_norm)
+                        or clip(params, max_norm, *a, **k))
+    fused = lambda params: torch.optim.AdamW(params, lr=1e-2, fused=True)  # noqa: E731
+    for module in (lora(tiny_bert, optimizer=fused), TextClassifier(model_name=str(tiny_bert), optimizer=fused)):
+        before = trainable_state(module)
+        trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="bf16-mixed", gradient_clip_val=0.5).fit(
+            module, datamodule=sst2(tiny_bert, sst2_dir))
+        assert any(not torch.equal(before[n], p) for n, p in trainable_state(module).items())
+    assert norms == [0.5] * 4, "every step of both runs clipped at the trainer's value"
 
 
 # -- checkpoints ------------------------------------------------------------------------------

@@ -70,6 +70,19 @@ def test_changed_max_length_rebuilds(teacher_dir, tmp_path, calls):
     assert teacher_logits(path, TEXTS, teacher, max_length=4).status == "built"
 
 
+def test_bf16_and_float32_logits_are_never_mixed(teacher_dir, tmp_path, calls):
+    teacher = load_teacher(str(teacher_dir))
+    path = cache_path(tmp_path / "cache", str(teacher_dir), "train")
+    full = teacher_logits(path, TEXTS, teacher)
+    calls.clear()
+    half = teacher_logits(path, TEXTS, teacher, precision="bf16")
+    assert half.status == "built" and calls == [len(TEXTS)], "another precision is another producer"
+    assert half.meta["precision"] == "bf16" and full.meta["precision"] == "32"
+    torch.testing.assert_close(half.logits, teacher.logits(TEXTS, precision="bf16"))
+    calls.clear()
+    assert teacher_logits(path, TEXTS, teacher, precision="bf16").status == "hit" and calls == []
+
+
 def test_damaged_file_is_rebuilt_not_trusted(teacher_dir, tmp_path, calls):
     teacher = load_teacher(str(teacher_dir))
     path = cache_path(tmp_path / "cache", str(teacher_dir), "train")
