@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
+from distillery.augment import Augment
 from distillery.hub import cache_root, resolve_model
 
 from .io import Split, read_texts
@@ -92,6 +93,9 @@ class TextClassificationDataModule(L.LightningDataModule):
         transfer_path: extra training texts without gold labels (a ``.csv``/``.tsv`` with a ``text``,
             ``sentence`` or ``review`` column, or one text per line), appended to ``train`` with label -1.
             Only a teacher labels them, so only ``DistillationClassifier`` can train on them.
+        augment: add unlabelled variants of the long gold training texts, words swapped for their
+            neighbours in the tokenizer's model's input embeddings (``distillery.augment.Augment``);
+            like ``transfer_path``, for distillation only. None adds nothing.
     """
 
     label_names: list[str] = []
@@ -108,6 +112,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         seed: int = 42,
         cache_dir: str | None = None,
         transfer_path: str | None = None,
+        augment: Augment | None = None,
     ) -> None:
         super().__init__()
         self.tokenizer_name = tokenizer_name
@@ -120,6 +125,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.seed = seed
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "tokenized"
         self.transfer_path = transfer_path
+        self.augment = augment
         self.splits: dict[str, Split] = {}
         self.datasets: dict[str, TokenizedDataset] = {}
         self._tokenizer = None
@@ -166,6 +172,8 @@ class TextClassificationDataModule(L.LightningDataModule):
                 g = torch.Generator().manual_seed(self.seed)
                 keep = torch.randperm(len(self.splits["train"]), generator=g)[: self.limit_train].sort().values
                 self.splits["train"] = self.splits["train"].subset(keep.tolist())
+            if self.augment is not None and self.augment.copies and "train" in self.splits:
+                self.splits["train"] = self._augmented(self.splits["train"])
             if self.transfer_path is not None and "train" in self.splits:
                 # After limit_train: the limit applies to the gold rows, the transfer set is added whole.
                 self.splits["train"] = self.splits["train"].with_unlabelled(read_texts(self.transfer_path))
@@ -177,6 +185,16 @@ class TextClassificationDataModule(L.LightningDataModule):
                 # Splits that are the same object (SST-2's dev serves val and test) share one dataset.
                 same = next((self.datasets[n] for n, s in self.splits.items() if s is split and n in self.datasets), None)
                 self.datasets[name] = same or TokenizedDataset(self._tokenize_cached(name, split), split.labels)
+
+    def _augmented(self, split: Split) -> Split:
+        """``split`` plus unlabelled variants of its gold texts (after limit_train, so a slice augments itself)."""
+        from distillery.augment import augment_texts, encoder_neighbours
+
+        neighbours = encoder_neighbours(self.tokenizer_name, self.augment.neighbours)
+        gold = [t for t, y in zip(split.texts, split.labels) if y >= 0]
+        extra = augment_texts(gold, neighbours, self.augment)
+        rank_zero_info(f"{type(self).__name__}: train: {len(extra):,} augmented texts from {len(neighbours):,} words")
+        return split.with_unlabelled(extra, prefix="augment")
 
     def _cache_key(self, split: Split) -> str:
         tok = self.tokenizer

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from distillery.augment import Augment
+
 from .base import TextClassificationDataModule
 from .io import DataError, Split, parse_label, read_rows
 
@@ -37,10 +39,11 @@ class SST2DataModule(TextClassificationDataModule):
         seed: int = 42,
         cache_dir: str | None = None,
         transfer_path: str | None = None,
+        augment: Augment | None = None,
     ) -> None:
         super().__init__(
             tokenizer_name, max_length, batch_size, eval_batch_size, num_workers, group_by_length, limit_train,
-            seed, cache_dir, transfer_path,
+            seed, cache_dir, transfer_path, augment,
         )
         self.data_dir = data_dir
 

@@ -6,6 +6,8 @@ import random
 import re
 from pathlib import Path
 
+from distillery.augment import Augment
+
 from .base import TextClassificationDataModule
 from .io import DataError, Split, parse_label, read_rows
 
@@ -58,10 +60,11 @@ class SteamReviewsDataModule(TextClassificationDataModule):
         seed: int = 42,
         cache_dir: str | None = None,
         transfer_path: str | None = None,
+        augment: Augment | None = None,
     ) -> None:
         super().__init__(
             tokenizer_name, max_length, batch_size, eval_batch_size, num_workers, group_by_length, limit_train,
-            seed, cache_dir, transfer_path,
+            seed, cache_dir, transfer_path, augment,
         )
         if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) and sum below 1")
