@@ -13,7 +13,11 @@ run() {  # name, fit args...
   ckpt=$(ls $OUT/$name/version_0/checkpoints/best-*.ckpt | head -1)
   $P cli.py test "$@" $COMMON --trainer.logger.init_args.name=${name}_test --ckpt_path=$ckpt > $OUT/$name.test.log 2>&1
 }
-run full_ft --config configs/steam_classify.yaml
-for a in r8_a32_qv_2ep r8_a32_qkv_3ep r4_a16_qkv r4_a32_qkv r4_a32_qv; do
-  run $a --config configs/steam_lora.yaml --config configs/lora_studies/$a.yaml
+# RUNS picks runs; LORA_EXTRA adds overrides to the LoRA runs and SUFFIX to their names, e.g.
+#   RUNS=r8_a32_qkv_3ep LORA_EXTRA="--model.init_args.layers_to_transform=[3,4,5]" SUFFIX=_top3 bash bench/steam_lora_studies.sh
+RUNS=${RUNS:-"full_ft r8_a32_qv_2ep r8_a32_qkv_3ep r4_a16_qkv r4_a32_qkv r4_a32_qv"}
+for a in $RUNS; do
+  if [ "$a" = full_ft ]; then run full_ft --config configs/steam_classify.yaml; continue; fi
+  # shellcheck disable=SC2086  # LORA_EXTRA is a list of words
+  run "$a${SUFFIX:-}" --config configs/steam_lora.yaml --config configs/lora_studies/$a.yaml ${LORA_EXTRA:-}
 done
