@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
-from distillery.augment import Augment
+from distillery.augment import Augment, augment_texts, encoder_neighbours
 from distillery.hub import cache_root, resolve_model
 
 from .io import Split, read_texts
@@ -188,8 +188,6 @@ class TextClassificationDataModule(L.LightningDataModule):
 
     def _augmented(self, split: Split) -> Split:
         """``split`` plus unlabelled variants of its gold texts (after limit_train, so a slice augments itself)."""
-        from distillery.augment import augment_texts, encoder_neighbours
-
         neighbours = encoder_neighbours(self.tokenizer_name, self.augment.neighbours)
         gold = [t for t, y in zip(split.texts, split.labels) if y >= 0]
         extra = augment_texts(gold, neighbours, self.augment)

@@ -20,9 +20,15 @@ from torch import nn
 from distillery.hub import resolve_model
 from distillery.layers import keep_layers
 
-__all__ = ["PRECISIONS", "Teacher", "load_teacher"]
+__all__ = ["PRECISIONS", "Teacher", "check_precision", "load_teacher"]
 
 PRECISIONS = ("32", "bf16")  # the teacher's forward pass: float32, or bfloat16 autocast
+
+
+def check_precision(precision: str, field: str = "precision") -> None:
+    """Raise a one-line ValueError naming ``field`` unless ``precision`` is one of :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"{field} must be one of {PRECISIONS}, got {precision!r}")
 
 
 @dataclass(eq=False)
@@ -82,8 +88,7 @@ class Teacher:
         so this also serves live models. ``precision="bf16"`` runs the matmuls under bfloat16 autocast
         (about 4x faster on CPUs with AMX; logits move by about 1e-2).
         """
-        if precision not in PRECISIONS:
-            raise ValueError(f"teacher precision must be one of {PRECISIONS}, got {precision!r}")
+        check_precision(precision, "teacher precision")
         was_training = self.model.training
         self.model.eval()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
 from distillery.hub import cache_root
-from distillery.teacher import PRECISIONS, Teacher, load_teacher
+from distillery.teacher import Teacher, check_precision, load_teacher
 from distillery.teacher_cache import cache_path, read_cached_logits, teacher_logits
 
 from .classifier import TextClassifier, adamw, count_parameters
@@ -79,8 +79,7 @@ class DistillationClassifier(TextClassifier):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if teacher_precision not in PRECISIONS:
-            raise ValueError(f"teacher_precision must be one of {PRECISIONS}, got {teacher_precision!r}")
+        check_precision(teacher_precision, "teacher_precision")  # before any model loads
         super().__init__(model_name, num_labels, label_names, optimizer, scheduler, classifier_dropout, keep_layers)
         # A Teacher is not an nn.Module, so this stays a plain attribute (nothing registers it).
         self._teacher: Teacher | None = None
