@@ -12,6 +12,7 @@ import lightning as L
 import pytest
 import torch
 import transformers
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from datamodules import SST2DataModule
@@ -119,6 +120,19 @@ def test_explicit_targets_and_unknown_model_type(tiny_bert, tmp_path):
     with pytest.raises(ValueError, match="target_modules: auto does not know model_type 'electra'"):
         lora(electra)
     lora(electra, target_modules=["query", "value"])  # an explicit list works for any model
+
+
+def test_sst2_config_draws_no_adapter_dropout_masks(tiny_bert):
+    """The shipped SST-2 config's speed (bench/RESULTS.md, 1.3x full fine-tuning) rests on no dropout in the adapters."""
+    shipped = yaml.safe_load((REPO / "configs" / "sst2_lora.yaml").read_text())["model"]["init_args"]["lora_dropout"]
+    assert shipped == 0.0
+
+    def branch_dropouts(module):
+        return [type(d).__name__ for n, m in module.named_modules() if n.endswith("lora_dropout") for d in m.values()]
+
+    without, with_ = branch_dropouts(lora(tiny_bert, lora_dropout=shipped)), branch_dropouts(lora(tiny_bert, lora_dropout=0.1))
+    assert len(without) == len(with_) == 2 * 3  # Q, K, V on 2 layers
+    assert set(without) == {"Identity"} and set(with_) == {"Dropout"}
 
 
 def test_parameter_counts(tiny_bert):
