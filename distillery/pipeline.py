@@ -23,27 +23,27 @@ A stage runs again only when its key changes: its own settings, the files it rea
 case files) or the run of a stage it depends on. ``--force STAGE`` (repeatable, or ``all``) redoes a
 stage and therefore everything downstream of it. A stage works in ``.<stage>.partial/`` and replaces
 its directory only when it succeeds; a failure keeps what it wrote in ``<stage>.failed/`` and leaves
-every earlier stage's artifacts untouched. The code version is recorded but not part of the keys:
-a commit that changes no input does not retrain a teacher.
+every earlier stage's artifacts untouched (``distillery.stages``). The code version is recorded but not
+part of the keys: a commit that changes no input does not retrain a teacher (``distillery.provenance``).
+The accuracy gates are ``distillery.gates``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import yaml
+
+from .gates import Gates, check_gates, gate_failures
+from .provenance import code_version, data_inputs, file_sha256, hash_inputs, now
+from .stages import PipelineError, StageRunner
 
 __all__ = ["FitStage", "Gates", "PipelineError", "STAGES", "StudentStage", "pipeline_main", "run_pipeline"]
 
@@ -54,10 +54,6 @@ DEPENDS = {
     "export": ("student",), "gates": ("export", "teacher", "baselines"), "benchmark": ("export", "teacher"),
     "hard_cases": ("teacher", "student"), "report": ("gates", "benchmark", "hard_cases", "baselines"),
 }
-
-
-class PipelineError(RuntimeError):
-    """A stage failed; the message names the stage and what went wrong (for gates: which one and by how much)."""
 
 
 @dataclass
@@ -83,94 +79,6 @@ class StudentStage(FitStage):
     init_from_teacher: bool = False
 
 
-@dataclass
-class Gates:
-    """Thresholds in accuracy points (dev set); None turns a gate off.
-
-    Args:
-        max_int8_drop: the int8 student may lose at most this much against the fp32 student.
-        max_student_drop: the int8 student may be at most this far below the teacher.
-        min_margin_over_baselines: the int8 student must beat the best no-fine-tuning baseline by this much.
-        min_speedup: teacher (PyTorch fp32) over int8 student batch-1 p50 latency, checked after the benchmark.
-            Off by default: latency depends on the machine's load, accuracy does not.
-    """
-
-    max_int8_drop: float | None = 1.0
-    max_student_drop: float | None = 2.0
-    min_margin_over_baselines: float | None = 0.0
-    min_speedup: float | None = None
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def hash_inputs(candidates: list[str]) -> dict[str, str]:
-    """sha256 of every candidate that is an existing file, or of the files directly inside a directory."""
-    out: dict[str, str] = {}
-    for c in candidates:
-        p = Path(c)
-        try:
-            if p.is_file():
-                out[str(p)] = file_sha256(p)
-            elif p.is_dir():
-                for f in sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")):
-                    out[str(f)] = file_sha256(f)
-        except OSError:  # a name that only looks like a path (too long, unreadable)
-            continue
-    return out
-
-
-def _strings(value) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
-def data_inputs(config: str, args: list[str]) -> list[str]:
-    """Every string under the YAML's ``data:`` section and every ``--data...`` override value: the data files."""
-    with open(config) as f:
-        data = (yaml.safe_load(f) or {}).get("data", {})
-    overrides = [a.split("=", 1)[1] for a in args if a.startswith("--data.") and "=" in a]
-    return _strings(data) + overrides
-
-
-def code_version() -> dict:
-    """The git commit of this checkout and whether it had uncommitted changes."""
-    def git(*a):
-        return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=30)
-
-    try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode == 0:
-            dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
-            return {"git_commit": head.stdout.strip(), "dirty": dirty}
-    except (OSError, subprocess.SubprocessError):
-        pass
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return {"package_version": version("distillery")}
-    except PackageNotFoundError:
-        return {"git_commit": None, "note": "not a git checkout and not installed"}
-
-
-def _key(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
 def _jsonl(path: Path, texts: list[str], labels: list[int], names: list[str]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for t, y in zip(texts, labels):
@@ -188,42 +96,22 @@ def _read_jsonl(path: Path, names: list[str]) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-class Pipeline:
+class Pipeline(StageRunner):
     """Runs the stages of one config under one run directory; see the module docstring."""
+
+    stages, depends = STAGES, DEPENDS
 
     def __init__(self, teacher: FitStage, student: StudentStage, run_dir: Path, export: dict, benchmark: dict,
                  gates: Gates, hard_cases: dict | None, baselines: dict | None, quick: bool, force: set[str],
                  config: dict) -> None:
-        self.teacher, self.student, self.run_dir = teacher, student, run_dir
+        self.teacher, self.student = teacher, student
         self.export_cfg, self.benchmark_cfg, self.gates = export, benchmark, gates
         self.hard_cases_cfg, self.baselines_cfg = hard_cases, baselines
-        self.quick, self.force, self.config = quick, force, config
-        self.enabled = [s for s in STAGES if not (s == "baselines" and not baselines or s == "hard_cases" and not hard_cases)]
-        self.manifest_path = run_dir / "manifest.json"
-        self.manifest = self._load_manifest()
+        self.quick, self.config = quick, config
+        enabled = [s for s in STAGES if not (s == "baselines" and not baselines or s == "hard_cases" and not hard_cases)]
+        super().__init__(run_dir, enabled, force)
 
-    # -- bookkeeping ---------------------------------------------------------------------------
-
-    def _load_manifest(self) -> dict:
-        if self.manifest_path.is_file():
-            try:
-                return json.loads(self.manifest_path.read_text())
-            except json.JSONDecodeError as e:
-                raise PipelineError(f"{self.manifest_path}: not valid JSON ({e.msg}, line {e.lineno}); move it "
-                                    "away to start the run afresh") from None
-        return {"created": _now(), "stages": {}}
-
-    def _save_manifest(self) -> None:
-        tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=2, default=str))
-        os.replace(tmp, self.manifest_path)
-
-    def out(self, stage: str, *parts: str) -> Path:
-        """A finished stage's artifact."""
-        return self.run_dir.joinpath(stage, *parts)
-
-    def record(self, stage: str) -> dict:
-        return self.manifest["stages"][stage]
+    # -- what each stage's key covers ------------------------------------------------------------
 
     def params(self, stage: str) -> dict:
         """What a stage's result depends on besides its upstream stages."""
@@ -249,64 +137,6 @@ class Pipeline:
         if stage == "baselines":
             return self.baselines_cfg or {}
         return {"quick": self.quick}
-
-    def stage_key(self, stage: str) -> str:
-        # Each run of a stage gets a fresh run_id, so a forced rerun invalidates what follows even when it finishes
-        # within the same second as the run it replaced (the timestamps have one-second resolution).
-        upstream = {u: [self.record(u)["key"], self.record(u).get("run_id", self.record(u)["finished"])]
-                    for u in DEPENDS[stage] if u in self.enabled}
-        return _key({"stage": stage, "params": self.params(stage), "upstream": upstream})
-
-    def run_stage(self, stage: str, work: Callable[[Path], dict]) -> dict:
-        """Run ``work(partial_dir) -> outputs`` unless the stage is done with the same key; swap in on success."""
-        key = self.stage_key(stage)
-        rec = self.manifest["stages"].get(stage)
-        final = self.run_dir / stage
-        if (rec and rec.get("status") == "done" and rec.get("key") == key and final.is_dir()
-                and stage not in self.force and "all" not in self.force):
-            rec["last_action"] = "skipped"
-            print(f"pipeline: {stage}: unchanged since {rec['finished']}, skipped", flush=True)
-            return rec["outputs"]
-        partial = self.run_dir / f".{stage}.partial"
-        if partial.exists():
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True)
-        print(f"pipeline: {stage}: running", flush=True)
-        started, t0 = _now(), time.perf_counter()
-        try:
-            outputs = work(partial)
-        except BaseException as e:
-            failed = self.run_dir / f"{stage}.failed"
-            if failed.exists():
-                shutil.rmtree(failed)
-            os.replace(partial, failed)
-            message = str(e) if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"
-            self.manifest["stages"][stage] = {
-                **(rec or {}), "status": "failed", "key": key, "started": started, "finished": _now(),
-                "wall_s": time.perf_counter() - t0, "error": message, "last_action": "failed",
-                "failed_dir": str(failed),
-            }
-            self._save_manifest()
-            if isinstance(e, KeyboardInterrupt):
-                raise
-            earlier = [s for s in STAGES[: STAGES.index(stage)] if self.run_dir.joinpath(s).is_dir()]
-            raise PipelineError(f"stage '{stage}' failed: {message} (its partial output: {failed}; earlier "
-                                f"stages kept: {', '.join(earlier) or 'none'})") from (None if isinstance(e, PipelineError) else e)
-        old = self.run_dir / f".{stage}.old"
-        if final.exists():
-            os.replace(final, old)
-        os.replace(partial, final)
-        if old.exists():
-            shutil.rmtree(old)
-        shutil.rmtree(self.run_dir / f"{stage}.failed", ignore_errors=True)
-        wall = time.perf_counter() - t0
-        self.manifest["stages"][stage] = {"status": "done", "key": key, "started": started, "finished": _now(),
-                                          "wall_s": wall, "outputs": outputs, "last_action": "ran",
-                                          "run_id": uuid.uuid4().hex,  # what downstream keys name (stage_key)
-                                          "code_version": self.manifest["code_version"]}  # --force may mix commits
-        self._save_manifest()
-        print(f"pipeline: {stage}: done in {wall:.1f} s", flush=True)
-        return outputs
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -452,31 +282,12 @@ class Pipeline:
             base = json.loads(self.out("baselines", "baselines.json").read_text())["results"]
             best_name = max(base, key=lambda k: base[k]["accuracy"])
             best = base[best_name]["accuracy"]
-        final = models.get("student_onnx_int8", models["student"])
-        final_name = "student_onnx_int8" if "student_onnx_int8" in models else "student"
-        g, checks = self.gates, []
-
-        def check(name, what, value, limit, ok):
-            checks.append({"gate": name, "what": what, "value_points": round(value, 3), "limit_points": limit,
-                           "passed": bool(ok)})
-
-        if g.max_int8_drop is not None and "student_onnx_int8" in models:
-            drop = 100 * (models["student"]["accuracy"] - final["accuracy"])
-            check("max_int8_drop", "student fp32 - int8 dev accuracy", drop, g.max_int8_drop, drop <= g.max_int8_drop)
-        if g.max_student_drop is not None:
-            drop = 100 * (models["teacher"]["accuracy"] - final["accuracy"])
-            check("max_student_drop", f"teacher - {final_name} dev accuracy", drop, g.max_student_drop, drop <= g.max_student_drop)
-        if g.min_margin_over_baselines is not None and best is not None:
-            margin = 100 * (final["accuracy"] - best)
-            check("min_margin_over_baselines", f"{final_name} - best baseline ({best_name}) dev accuracy", margin,
-                  g.min_margin_over_baselines, margin >= g.min_margin_over_baselines)
+        checks = check_gates(models, self.gates, (best_name, best) if best_name is not None else None)
         result = {"eval_file": str(self.out("data", "dev.jsonl")), "rows": len(texts), "models": models, "gates": checks}
         (partial / "gates.json").write_text(json.dumps(result, indent=2))
-        failed = [c for c in checks if not c["passed"]]
-        if failed:
-            raise PipelineError("; ".join(
-                f"gate {c['gate']} failed: {c['what']} is {c['value_points']:+.2f} points, limit "
-                f"{'>=' if c['gate'] == 'min_margin_over_baselines' else '<='} {c['limit_points']}" for c in failed))
+        failure = gate_failures(checks)
+        if failure:
+            raise PipelineError(failure)
         return {"file": "gates.json", "models": models, "gates": checks}
 
     def stage_benchmark(self, partial: Path) -> dict:
@@ -520,7 +331,7 @@ class Pipeline:
         unknown = self.force - set(STAGES) - {"all"}
         if unknown:
             raise PipelineError(f"--force: unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)} or all")
-        self.manifest.update(config=self.config, code_version=code_version(), updated=_now(), quick=self.quick)
+        self.manifest.update(config=self.config, code_version=code_version(), updated=now(), quick=self.quick)
         configs = [self.teacher.config, self.student.config]
         self.manifest["inputs"] = {"configs": hash_inputs(configs),
                                    "data": hash_inputs(data_inputs(self.teacher.config, self.teacher.args + self.teacher.quick_args)),

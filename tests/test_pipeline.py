@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from distillery.baselines import knn_predict, run_baselines
+from distillery.gates import Gates, check_gates, gate_failures
 from distillery.pipeline import STAGES, _normalise, pipeline_main
 from export.gate import classification_scores
 from tests.conftest import NEGATIVE, POSITIVE, write_sst2
@@ -172,6 +173,31 @@ def test_knn_votes_by_similarity_and_cosine_differs_from_euclidean():
     assert knn_predict(far, np.array([0, 1]), q, "euclidean", 1, 2).tolist() == [1]
     with pytest.raises(ValueError, match="metric must be"):
         knn_predict(support, y, queries, "manhattan", 1, 2)
+
+
+MODELS = {"teacher": {"accuracy": 0.92}, "student": {"accuracy": 0.905}, "student_onnx_int8": {"accuracy": 0.90}}
+
+
+@pytest.mark.parametrize("gates, models, baseline, expected", [
+    # all three gates judge the int8 student when there is one: 0.5 below fp32, 2.0 below the teacher, +2.0 over kNN
+    (Gates(), MODELS, ("knn", 0.88), {"max_int8_drop": (0.5, True), "max_student_drop": (2.0, True),
+                                      "min_margin_over_baselines": (2.0, True)}),
+    (Gates(max_student_drop=1.5, min_margin_over_baselines=3.0), MODELS, ("probe", 0.88),
+     {"max_int8_drop": (0.5, True), "max_student_drop": (2.0, False), "min_margin_over_baselines": (2.0, False)}),
+    # without an int8 model the fp32 student is judged and the int8 gate does not apply; no baselines, no margin gate
+    (Gates(), {k: MODELS[k] for k in ("teacher", "student")}, None, {"max_student_drop": (1.5, True)}),
+    (Gates(max_int8_drop=None, max_student_drop=None, min_margin_over_baselines=None), MODELS, ("knn", 0.5), {}),
+])
+def test_gates_compare_the_final_student_in_points(gates, models, baseline, expected):
+    checks = check_gates(models, gates, baseline)
+    assert {c["gate"]: (pytest.approx(c["value_points"]), c["passed"]) for c in checks} == expected
+    failed = [g for g, (_, ok) in expected.items() if not ok]
+    message = gate_failures(checks)
+    if not failed:
+        assert message is None
+    else:  # one line naming each failed gate with its value and limit
+        assert "\n" not in message and all(f"gate {g} failed" in message for g in failed)
+        assert "is +2.00 points, limit <= 1.5" in message and "limit >= 3.0" in message
 
 
 def test_macro_f1_weights_classes_equally():
