@@ -277,12 +277,12 @@ class Pipeline(StageRunner):
                 preds = predict_all(OnnxClassifier(self.out("export", sub), max_length=max_length), texts, bs)
                 models[name] = {**classification_scores(preds, y, n), "parameters": models["student"]["parameters"],
                                 "eval_batch_size": bs}
-        best_name, best = None, None
+        best_baseline = None  # (name, accuracy)
         if self.baselines_cfg:
             base = json.loads(self.out("baselines", "baselines.json").read_text())["results"]
-            best_name = max(base, key=lambda k: base[k]["accuracy"])
-            best = base[best_name]["accuracy"]
-        checks = check_gates(models, self.gates, (best_name, best) if best_name is not None else None)
+            name = max(base, key=lambda k: base[k]["accuracy"])
+            best_baseline = (name, base[name]["accuracy"])
+        checks = check_gates(models, self.gates, best_baseline)
         result = {"eval_file": str(self.out("data", "dev.jsonl")), "rows": len(texts), "models": models, "gates": checks}
         (partial / "gates.json").write_text(json.dumps(result, indent=2))
         failure = gate_failures(checks)
